@@ -1,0 +1,189 @@
+--- Start and stop a private nginx (with the lua module) in a temporary prefix.
+-- Used by the emulator launcher, the demo and the integration specs: each
+-- instance listens on free loopback ports only and is torn down by :stop().
+local M = {}
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- os.execute returns a number on Lua 5.1/LuaJIT and (ok, how, code) on 5.2+.
+local function run(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0, a end
+  return a == true, c
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  return true
+end
+
+-- The source tree this file lives in (…/lua/account_activity/nginx_process.lua),
+-- so a checkout works without installing anything.
+local function source_root()
+  local src = debug.getinfo(1, "S").source
+  if src:sub(1, 1) ~= "@" then return nil end
+  local dir = src:sub(2):match("^(.*)/lua/account_activity/[^/]*$")
+  return dir
+end
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  local pwd = os.getenv("PWD")
+  if not pwd then
+    local p = io.popen("pwd")
+    pwd = p:read("*l")
+    p:close()
+  end
+  return pwd .. "/" .. path
+end
+
+--- Lua search paths for the nginx workers (LuaJIT): this checkout's lua/ and
+-- build/luajit/ first, then whatever AA_NGINX_LUA_PATH / AA_NGINX_LUA_CPATH add.
+function M.lua_paths()
+  local path, cpath = {}, {}
+  local root = source_root()
+  if root then
+    root = absolute(root)
+    path[#path + 1] = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua"
+    cpath[#cpath + 1] = root .. "/build/luajit/?.so"
+  end
+  local ep, ec = os.getenv("AA_NGINX_LUA_PATH"), os.getenv("AA_NGINX_LUA_CPATH")
+  if ep then path[#path + 1] = ep end
+  if ec then cpath[#cpath + 1] = ec end
+  path[#path + 1] = "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;;"
+  cpath[#cpath + 1] = "/usr/local/lib/lua/5.1/?.so;;"
+  return table.concat(path, ";"), table.concat(cpath, ";")
+end
+
+local MODULES = {
+  "/usr/lib/nginx/modules/ndk_http_module.so",
+  "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+}
+
+local function is_root()
+  local p = io.popen("id -u 2>/dev/null")
+  local uid = p and p:read("*l")
+  if p then p:close() end
+  return uid == "0"
+end
+
+local Server = {}
+Server.__index = Server
+
+function Server:__tostring()
+  return string.format("nginx_process(pid=%s, port=%s, prefix=%s)",
+    tostring(self.pid), tostring(self.port), self.prefix)
+end
+
+--- The nginx error log so far (for diagnostics in failing specs).
+function Server:error_log()
+  return read_file(self.prefix .. "/logs/error.log") or ""
+end
+
+function Server:alive()
+  return self.pid ~= nil and run("kill -0 " .. self.pid .. " 2>/dev/null")
+end
+
+--- Stop nginx (fast shutdown) and wait until the master is gone; removes the
+-- prefix unless `keep` is true. Idempotent.
+function Server:stop(keep)
+  if self.pid then
+    run("kill -TERM " .. self.pid .. " 2>/dev/null")
+    for _ = 1, 200 do
+      if not self:alive() then break end
+      run("sleep 0.02")
+    end
+    if self:alive() then run("kill -KILL " .. self.pid .. " 2>/dev/null") end
+    self.pid = nil
+  end
+  if not keep and self.prefix and not self.kept then
+    run("rm -rf " .. shell_quote(self.prefix))
+  end
+  return true
+end
+
+--- Start nginx.
+-- opts.http(ports, server) -> string: directives for inside `http {}`; it
+-- must `listen 127.0.0.1:<port>` on the ports it was given.
+-- opts.ports: how many free ports to hand it (default 1).
+-- opts.workers (default 1), opts.prefix (default: a new temporary folder),
+-- opts.main: extra main-context directives (e.g. `env FOO;`).
+-- Returns a Server with .port, .ports, .prefix, .url, or nil, err.
+function M.start(opts)
+  assert(type(opts) == "table" and type(opts.http) == "function",
+    "nginx_process.start: opts.http must be a function(ports, server) -> string")
+  local prefix = opts.prefix
+  if not prefix then
+    local p = io.popen("mktemp -d /tmp/aa-nginx.XXXXXXXX")
+    prefix = p:read("*l")
+    p:close()
+  end
+  if not prefix or prefix == "" then return nil, "cannot create a temporary prefix" end
+  for _, d in ipairs { "logs", "conf", "tmp" } do
+    run("mkdir -p " .. shell_quote(prefix .. "/" .. d))
+  end
+  local lua_path, lua_cpath = M.lua_paths()
+  local nports = opts.ports or 1
+  math.randomseed(os.time() + math.floor((os.clock() * 1e6)) + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+  local last_err
+  for _ = 1, 25 do
+    local ports = {}
+    local base = math.random(20000, 59000)
+    for i = 1, nports do ports[i] = base + (i - 1) * 7 end
+    local server = setmetatable({ prefix = prefix, ports = ports, port = ports[1],
+      url = "http://127.0.0.1:" .. ports[1] }, Server)
+    local conf = {}
+    for _, m in ipairs(MODULES) do conf[#conf + 1] = "load_module " .. m .. ";" end
+    if is_root() then conf[#conf + 1] = "user root;" end
+    conf[#conf + 1] = ("worker_processes %d;"):format(opts.workers or 1)
+    conf[#conf + 1] = "daemon on;"
+    conf[#conf + 1] = "pid logs/nginx.pid;"
+    conf[#conf + 1] = "error_log logs/error.log " .. (opts.log_level or "warn") .. ";"
+    conf[#conf + 1] = opts.main or ""
+    conf[#conf + 1] = "events { worker_connections 1024; }"
+    conf[#conf + 1] = "http {"
+    conf[#conf + 1] = "  access_log off;"
+    for _, t in ipairs { "client_body", "proxy", "fastcgi", "uwsgi", "scgi" } do
+      conf[#conf + 1] = ("  %s_temp_path tmp/%s;"):format(t, t)
+    end
+    conf[#conf + 1] = ('  lua_package_path "%s";'):format(lua_path)
+    conf[#conf + 1] = ('  lua_package_cpath "%s";'):format(lua_cpath)
+    conf[#conf + 1] = opts.http(ports, server)
+    conf[#conf + 1] = "}"
+    write_file(prefix .. "/conf/nginx.conf", table.concat(conf, "\n") .. "\n")
+    write_file(prefix .. "/logs/error.log", "")
+    local ok = run("nginx -p " .. shell_quote(prefix) .. " -c conf/nginx.conf -e logs/error.log >"
+      .. shell_quote(prefix .. "/logs/start.out") .. " 2>&1")
+    if ok then
+      local pid
+      for _ = 1, 100 do
+        pid = tonumber(read_file(prefix .. "/logs/nginx.pid") or "")
+        if pid then break end
+        run("sleep 0.01")
+      end
+      server.pid = pid
+      if pid then return server end
+      last_err = "nginx started but wrote no pid file"
+    else
+      last_err = (read_file(prefix .. "/logs/start.out") or "") .. server:error_log()
+      if not last_err:find("in use", 1, true) then break end
+    end
+  end
+  run("rm -rf " .. shell_quote(prefix))
+  return nil, "nginx did not start: " .. (last_err or "?")
+end
+
+return M

@@ -1,0 +1,38 @@
+/* Shared declarations of the C core (account_activity.core). */
+#ifndef AA_H
+#define AA_H
+
+#include <stddef.h>
+#include "compat.h"
+
+#define AA_VERSION "0.1.0"
+
+void aa_open_crypto(lua_State *L);   /* adds its functions to the table on top */
+void aa_open_oauth1(lua_State *L);
+void aa_open_http(lua_State *L);
+
+/* Scratch memory owned by the Lua stack: chunks are userdata pushed onto the
+ * stack, so an error raised at any point leaves nothing to free. The caller
+ * must not pop below `base` until it is done with the memory. */
+typedef struct {
+    lua_State *L;
+    char *p;
+    size_t left;
+    size_t last;
+} aa_arena;
+
+void aa_arena_init(aa_arena *a, lua_State *L, size_t first);
+void *aa_arena_alloc(aa_arena *a, size_t n);
+
+/* Percent-encoding per RFC 3986 (unreserved set kept); returns bytes written.
+ * dst must hold 3 * n bytes. */
+size_t aa_pct_encode(char *dst, const char *src, size_t n);
+/* Decodes %XX (and '+' as space when plus_is_space); invalid escapes are kept
+ * literally. dst must hold n bytes. Returns the decoded length. */
+size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space);
+
+size_t aa_base64_encode(char *dst, const unsigned char *src, size_t n);
+int aa_hmac(const char *alg, const void *key, size_t keylen, const void *msg,
+            size_t msglen, unsigned char *out, unsigned int *outlen);
+
+#endif

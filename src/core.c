@@ -1,0 +1,61 @@
+/* account_activity.core: the C half of lua-account-activity.
+ * Registers crypto.c, oauth1.c and http.c into one module table. */
+#include <errno.h>
+#include <time.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
+#include "aa.h"
+
+static int l_version(lua_State *L) {
+    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, AA_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, cv->version);
+    lua_setfield(L, -2, "libcurl");
+    lua_pushstring(L, cv->ssl_version ? cv->ssl_version : "none");
+    lua_setfield(L, -2, "libcurl_tls");
+    lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
+    lua_setfield(L, -2, "openssl");
+    lua_pushboolean(L, (cv->features & CURL_VERSION_HTTP2) != 0);
+    lua_setfield(L, -2, "http2");
+    lua_pushstring(L, LUA_RELEASE);
+    lua_setfield(L, -2, "lua");
+    return 1;
+}
+
+/* Blocking sleep for scripts (retry back-off); inside nginx use ngx.sleep. */
+static int l_sleep(lua_State *L) {
+    lua_Number secs = luaL_checknumber(L, 1);
+    struct timespec ts, rem;
+    luaL_argcheck(L, secs >= 0 && secs <= 86400, 1, "must be between 0 and 86400 seconds");
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &rem) != 0 && errno == EINTR) ts = rem;
+    return 0;
+}
+
+/* Monotonic seconds, for rates and ETAs. */
+static int l_now(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"version", l_version},
+    {"sleep", l_sleep},
+    {"now", l_now},
+    {NULL, NULL}};
+
+AA_EXPORT int luaopen_account_activity_core(lua_State *L) {
+    aa_newlib(L, funcs);
+    aa_open_crypto(L);
+    aa_open_oauth1(L);
+    aa_open_http(L);
+    lua_pushliteral(L, AA_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    return 1;
+}

@@ -1,0 +1,283 @@
+/* HMAC, base64, percent-encoding, constant-time comparison (OpenSSL). */
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#include "aa.h"
+
+/* ---- scratch arena ---------------------------------------------------- */
+
+void aa_arena_init(aa_arena *a, lua_State *L, size_t first) {
+    a->L = L;
+    a->p = NULL;
+    a->left = 0;
+    a->last = first < 256 ? 256 : first;
+}
+
+void *aa_arena_alloc(aa_arena *a, size_t n) {
+    void *r;
+    n = (n + 15) & ~(size_t)15;
+    if (n > a->left) {
+        size_t size = a->last * 2;
+        if (size < n) size = n;
+        luaL_checkstack(a->L, 1, "arena");
+        a->p = (char *)lua_newuserdata(a->L, size); /* stays on the stack */
+        a->left = size;
+        a->last = size;
+    }
+    r = a->p;
+    a->p += n;
+    a->left -= n;
+    return r;
+}
+
+/* ---- HMAC --------------------------------------------------------------
+ * Computed from the digest directly with a digest fetched once: OpenSSL 3's
+ * one-shot HMAC() looks the algorithm up on every call, which costs more than
+ * hashing a short OAuth base string. */
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+static EVP_MD *md_sha1, *md_sha256;
+static const EVP_MD *get_md(const char *alg) {
+    EVP_MD **slot = alg[3] == '1' ? &md_sha1 : &md_sha256;
+    if (*slot == NULL) *slot = EVP_MD_fetch(NULL, alg[3] == '1' ? "SHA1" : "SHA256", NULL);
+    return *slot;
+}
+#else
+static const EVP_MD *get_md(const char *alg) {
+    return alg[3] == '1' ? EVP_sha1() : EVP_sha256();
+}
+#endif
+
+int aa_hmac(const char *alg, const void *key, size_t keylen, const void *msg,
+            size_t msglen, unsigned char *out, unsigned int *outlen) {
+    const EVP_MD *md = get_md(alg);
+    unsigned char kb[64], pad[64], inner[EVP_MAX_MD_SIZE];
+    unsigned int innerlen = 0, i;
+    int ok = 0;
+    EVP_MD_CTX *ctx;
+    if (md == NULL) return 0;
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) return 0;
+    memset(kb, 0, sizeof kb);
+    if (keylen > sizeof kb) {
+        unsigned int kl = 0;
+        if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, key, keylen) ||
+            !EVP_DigestFinal_ex(ctx, kb, &kl))
+            goto done;
+    } else if (keylen > 0) {
+        memcpy(kb, key, keylen);
+    }
+    for (i = 0; i < 64; i++) pad[i] = kb[i] ^ 0x36;
+    if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, pad, 64) ||
+        !EVP_DigestUpdate(ctx, msg, msglen) || !EVP_DigestFinal_ex(ctx, inner, &innerlen))
+        goto done;
+    for (i = 0; i < 64; i++) pad[i] = kb[i] ^ 0x5c;
+    if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, pad, 64) ||
+        !EVP_DigestUpdate(ctx, inner, innerlen) || !EVP_DigestFinal_ex(ctx, out, outlen))
+        goto done;
+    ok = 1;
+done:
+    OPENSSL_cleanse(kb, sizeof kb);
+    OPENSSL_cleanse(pad, sizeof pad);
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+static int hmac_common(lua_State *L, const char *alg) {
+    size_t kl, ml;
+    const char *key = luaL_checklstring(L, 1, &kl);
+    const char *msg = luaL_checklstring(L, 2, &ml);
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int outlen = 0;
+    if (!aa_hmac(alg, key, kl, msg, ml, out, &outlen))
+        return luaL_error(L, "%s failed inside OpenSSL", alg);
+    lua_pushlstring(L, (const char *)out, outlen);
+    return 1;
+}
+
+static int l_hmac_sha1(lua_State *L) { return hmac_common(L, "sha1"); }
+static int l_hmac_sha256(lua_State *L) { return hmac_common(L, "sha256"); }
+
+/* ---- base64 ------------------------------------------------------------- */
+
+static const char b64chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t aa_base64_encode(char *dst, const unsigned char *src, size_t n) {
+    size_t i, o = 0;
+    for (i = 0; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)src[i] << 16 | (unsigned)src[i + 1] << 8 | src[i + 2];
+        dst[o++] = b64chars[v >> 18 & 63];
+        dst[o++] = b64chars[v >> 12 & 63];
+        dst[o++] = b64chars[v >> 6 & 63];
+        dst[o++] = b64chars[v & 63];
+    }
+    if (i < n) {
+        unsigned v = (unsigned)src[i] << 16 | (i + 1 < n ? (unsigned)src[i + 1] << 8 : 0);
+        dst[o++] = b64chars[v >> 18 & 63];
+        dst[o++] = b64chars[v >> 12 & 63];
+        dst[o++] = i + 1 < n ? b64chars[v >> 6 & 63] : '=';
+        dst[o++] = '=';
+    }
+    return o;
+}
+
+static int l_base64_encode(lua_State *L) {
+    size_t n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    char *dst;
+    if (n > ((size_t)-1 / 4) * 3 - 3) return luaL_argerror(L, 1, "string too long");
+    dst = (char *)lua_newuserdata(L, (n + 2) / 3 * 4 + 1);
+    lua_pushlstring(L, dst, aa_base64_encode(dst, s, n));
+    return 1;
+}
+
+static int b64val(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Strict RFC 4648 decoding: standard alphabet, padding required, no
+ * whitespace, no bits left over. Signatures are compared after decoding,
+ * so leniency here would only widen what an attacker may send. */
+static int l_base64_decode(lua_State *L) {
+    size_t n, i, o = 0;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    unsigned char *dst;
+    if (n % 4 != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "invalid base64: length is not a multiple of 4");
+        return 2;
+    }
+    dst = (unsigned char *)lua_newuserdata(L, n / 4 * 3 + 1);
+    for (i = 0; i < n; i += 4) {
+        int a = b64val(s[i]), c1 = b64val(s[i + 1]), c2, c3;
+        int last = i + 4 == n;
+        if (a < 0 || c1 < 0) goto bad;
+        if (last && s[i + 2] == '=' && s[i + 3] == '=') {
+            if (c1 & 15) goto bad;
+            dst[o++] = (unsigned char)(a << 2 | c1 >> 4);
+            break;
+        }
+        c2 = b64val(s[i + 2]);
+        if (c2 < 0) goto bad;
+        if (last && s[i + 3] == '=') {
+            if (c2 & 3) goto bad;
+            dst[o++] = (unsigned char)(a << 2 | c1 >> 4);
+            dst[o++] = (unsigned char)((c1 & 15) << 4 | c2 >> 2);
+            break;
+        }
+        c3 = b64val(s[i + 3]);
+        if (c3 < 0) goto bad;
+        dst[o++] = (unsigned char)(a << 2 | c1 >> 4);
+        dst[o++] = (unsigned char)((c1 & 15) << 4 | c2 >> 2);
+        dst[o++] = (unsigned char)((c2 & 3) << 6 | c3);
+    }
+    lua_pushlstring(L, (const char *)dst, o);
+    return 1;
+bad:
+    lua_pushnil(L);
+    lua_pushliteral(L, "invalid base64: unexpected character or padding");
+    return 2;
+}
+
+/* ---- percent-encoding ---------------------------------------------------- */
+
+static const char hexu[] = "0123456789ABCDEF";
+
+static int unreserved(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+size_t aa_pct_encode(char *dst, const char *src, size_t n) {
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (unreserved(c)) {
+            dst[o++] = (char)c;
+        } else {
+            dst[o++] = '%';
+            dst[o++] = hexu[c >> 4];
+            dst[o++] = hexu[c & 15];
+        }
+    }
+    return o;
+}
+
+static int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space) {
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == '%' && i + 2 < n && hexval((unsigned char)src[i + 1]) >= 0 &&
+            hexval((unsigned char)src[i + 2]) >= 0) {
+            dst[o++] = (char)(hexval((unsigned char)src[i + 1]) << 4 | hexval((unsigned char)src[i + 2]));
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            dst[o++] = ' ';
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+static int l_percent_encode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char *dst;
+    if (n > (size_t)-1 / 3) return luaL_argerror(L, 1, "string too long");
+    dst = (char *)lua_newuserdata(L, n * 3 + 1);
+    lua_pushlstring(L, dst, aa_pct_encode(dst, s, n));
+    return 1;
+}
+
+static int l_percent_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    int plus = lua_toboolean(L, 2);
+    char *dst = (char *)lua_newuserdata(L, n + 1);
+    lua_pushlstring(L, dst, aa_pct_decode(dst, s, n, plus));
+    return 1;
+}
+
+/* ---- constant-time equality --------------------------------------------- */
+
+static int l_equal(lua_State *L) {
+    size_t la, lb;
+    const char *a = luaL_checklstring(L, 1, &la);
+    const char *b = luaL_checklstring(L, 2, &lb);
+    /* Lengths are public (a signature's length is fixed); the contents are
+     * compared without an early exit. */
+    if (la != lb) {
+        (void)CRYPTO_memcmp(a, a, la);
+        lua_pushboolean(L, 0);
+    } else {
+        lua_pushboolean(L, la == 0 || CRYPTO_memcmp(a, b, la) == 0);
+    }
+    return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"hmac_sha1", l_hmac_sha1},
+    {"hmac_sha256", l_hmac_sha256},
+    {"base64_encode", l_base64_encode},
+    {"base64_decode", l_base64_decode},
+    {"percent_encode", l_percent_encode},
+    {"percent_decode", l_percent_decode},
+    {"equal", l_equal},
+    {NULL, NULL}};
+
+void aa_open_crypto(lua_State *L) { aa_setfuncs(L, funcs, 0); }
