@@ -11,14 +11,15 @@ void aa_open_crypto(lua_State *L);   /* adds its functions to the table on top *
 void aa_open_oauth1(lua_State *L);
 void aa_open_http(lua_State *L);
 
-/* Scratch memory owned by the Lua stack: chunks are userdata pushed onto the
- * stack, so an error raised at any point leaves nothing to free. The caller
- * must not pop below `base` until it is done with the memory. */
+/* Scratch memory owned by Lua: chunks are userdata kept in an anchor table
+ * that aa_arena_init pushes, so an error raised at any point leaves nothing
+ * to free. The caller keeps that table on the stack while it uses the memory. */
 typedef struct {
     lua_State *L;
     char *p;
     size_t left;
     size_t last;
+    int anchor, chunks;
 } aa_arena;
 
 void aa_arena_init(aa_arena *a, lua_State *L, size_t first);

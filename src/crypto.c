@@ -12,6 +12,9 @@ void aa_arena_init(aa_arena *a, lua_State *L, size_t first) {
     a->p = NULL;
     a->left = 0;
     a->last = first < 256 ? 256 : first;
+    a->chunks = 0;
+    lua_newtable(L);
+    a->anchor = lua_gettop(L);
 }
 
 void *aa_arena_alloc(aa_arena *a, size_t n) {
@@ -21,7 +24,10 @@ void *aa_arena_alloc(aa_arena *a, size_t n) {
         size_t size = a->last * 2;
         if (size < n) size = n;
         luaL_checkstack(a->L, 1, "arena");
-        a->p = (char *)lua_newuserdata(a->L, size); /* stays on the stack */
+        /* anchored in a table, so the stack stays balanced (callers may be
+         * in the middle of a lua_next traversal) */
+        a->p = (char *)lua_newuserdata(a->L, size);
+        lua_rawseti(a->L, a->anchor, ++a->chunks);
         a->left = size;
         a->last = size;
     }
@@ -37,11 +43,23 @@ void *aa_arena_alloc(aa_arena *a, size_t n) {
  * hashing a short OAuth base string. */
 
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
+/* Shared by every Lua state that loaded the module; the last one to close
+ * frees them (lua_close unloads the module, and with it these pointers). */
 static EVP_MD *md_sha1, *md_sha256;
+static int md_users;
 static const EVP_MD *get_md(const char *alg) {
     EVP_MD **slot = alg[3] == '1' ? &md_sha1 : &md_sha256;
     if (*slot == NULL) *slot = EVP_MD_fetch(NULL, alg[3] == '1' ? "SHA1" : "SHA256", NULL);
     return *slot;
+}
+static int md_release(lua_State *L) {
+    (void)L;
+    if (--md_users == 0) {
+        EVP_MD_free(md_sha1);
+        EVP_MD_free(md_sha256);
+        md_sha1 = md_sha256 = NULL;
+    }
+    return 0;
 }
 #else
 static const EVP_MD *get_md(const char *alg) {
@@ -280,4 +298,16 @@ static const luaL_Reg funcs[] = {
     {"equal", l_equal},
     {NULL, NULL}};
 
-void aa_open_crypto(lua_State *L) { aa_setfuncs(L, funcs, 0); }
+void aa_open_crypto(lua_State *L) {
+    aa_setfuncs(L, funcs, 0);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    /* a sentinel whose finalizer runs when this state closes */
+    lua_newuserdata(L, 1);
+    lua_newtable(L);
+    lua_pushcfunction(L, md_release);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "account_activity.core.digests");
+    md_users++;
+#endif
+}

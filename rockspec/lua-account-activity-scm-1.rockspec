@@ -1,0 +1,60 @@
+rockspec_format = "3.0"
+package = "lua-account-activity"
+version = "scm-1"
+source = {
+   url = "git+https://github.com/lua-account-activity/lua-account-activity.git",
+   branch = "main",
+}
+description = {
+   summary = "X (Twitter) Account Activity API and webhooks: subscriptions, CRC, signed events",
+   detailed = [[
+Register, list, re-validate and delete webhooks; add, check, list, count and
+remove subscriptions; replay; answer Challenge-Response Checks; verify the
+signature of every event X posts and dispatch it by type. A C core (OpenSSL,
+libcurl) does the signing, crypto and HTTP; works in Lua 5.1-5.4 scripts and
+inside OpenResty/nginx (LuaJIT), where it uses cosockets. Ships an offline
+emulator of the API for tests and demos.
+]],
+   homepage = "https://github.com/lua-account-activity/lua-account-activity",
+   license = "MIT",
+   labels = { "twitter", "x", "webhooks", "oauth", "openresty" },
+}
+dependencies = {
+   "lua >= 5.1",
+   "lua-cjson",
+}
+external_dependencies = {
+   CURL = { header = "curl/curl.h", library = "curl" },
+   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["account_activity.core"] = {
+         sources = { "src/core.c", "src/crypto.c", "src/oauth1.c", "src/http.c" },
+         incdirs = { "src", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+         libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+         libraries = { "curl", "crypto" },
+         defines = { "_POSIX_C_SOURCE=200809L" },
+      },
+      ["account_activity"] = "lua/account_activity/init.lua",
+      ["account_activity.client"] = "lua/account_activity/client.lua",
+      ["account_activity.endpoints"] = "lua/account_activity/endpoints.lua",
+      ["account_activity.errors"] = "lua/account_activity/errors.lua",
+      ["account_activity.docs"] = "lua/account_activity/docs.lua",
+      ["account_activity.webhook"] = "lua/account_activity/webhook.lua",
+      ["account_activity.events"] = "lua/account_activity/events.lua",
+      ["account_activity.nginx"] = "lua/account_activity/nginx.lua",
+      ["account_activity.nginx_process"] = "lua/account_activity/nginx_process.lua",
+      ["account_activity.transport.curl"] = "lua/account_activity/transport/curl.lua",
+      ["account_activity.transport.ngx"] = "lua/account_activity/transport/ngx.lua",
+   },
+   install = {
+      bin = { ["account-activity"] = "bin/account-activity" },
+   },
+   copy_directories = { "examples" },
+}
+test = {
+   type = "command",
+   command = "make test",
+}
