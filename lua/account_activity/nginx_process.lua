@@ -32,22 +32,20 @@ end
 
 -- The source tree this file lives in (…/lua/account_activity/nginx_process.lua),
 -- so a checkout works without installing anything.
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  local p = io.popen("pwd")
+  local pwd = p:read("*l")
+  p:close()
+  return pwd .. "/" .. path:gsub("^%./", "")
+end
+
+-- The checkout this file lives in (.../lua/account_activity/nginx_process.lua),
+-- however it was found (a relative LUA_PATH included).
 local function source_root()
   local src = debug.getinfo(1, "S").source
   if src:sub(1, 1) ~= "@" then return nil end
-  local dir = src:sub(2):match("^(.*)/lua/account_activity/[^/]*$")
-  return dir
-end
-
-local function absolute(path)
-  if path:sub(1, 1) == "/" then return path end
-  local pwd = os.getenv("PWD")
-  if not pwd then
-    local p = io.popen("pwd")
-    pwd = p:read("*l")
-    p:close()
-  end
-  return pwd .. "/" .. path
+  return absolute(src:sub(2)):match("^(.*)/lua/account_activity/[^/]*$")
 end
 
 --- Lua search paths for the nginx workers (LuaJIT): this checkout's lua/ and
@@ -56,7 +54,6 @@ function M.lua_paths()
   local path, cpath = {}, {}
   local root = source_root()
   if root then
-    root = absolute(root)
     path[#path + 1] = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua"
     cpath[#cpath + 1] = root .. "/build/luajit/?.so"
   end

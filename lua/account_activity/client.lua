@@ -1,0 +1,859 @@
+--- The Account Activity API client.
+--
+--   local client = require("account_activity").new { consumer_key = ..., ... }
+--   local webhook, res = client:register_webhook("https://example.com/webhook")
+--
+-- One method per endpoint, generated from endpoints.lua; this file holds the
+-- policy (auth, retries, ids, errors) and nothing about individual endpoints.
+local endpoints = require "account_activity.endpoints"
+local errors = require "account_activity.errors"
+local cjson_safe = require "cjson.safe"
+
+local M = {}
+
+local json = cjson_safe.new()
+if json.encode_escape_forward_slash then json.encode_escape_forward_slash(false) end
+
+local core_mod
+local function core()
+  if not core_mod then core_mod = require "account_activity.core" end
+  return core_mod
+end
+
+local function version()
+  local ok, aa = pcall(require, "account_activity")
+  return ok and type(aa) == "table" and aa._VERSION or "0"
+end
+
+-- Credentials live here, keyed by client, so that `pairs(client)`, an
+-- inspector or a careless log line in a REPL never meets a secret.
+local secrets = setmetatable({}, { __mode = "k" })
+
+local Client = {}
+M.Client = Client
+
+local function argerror(fname, argname, msg, level)
+  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), (level or 1) + 1)
+end
+
+local function show(v)
+  if type(v) == "string" then
+    local s = v
+    if #s > 40 then s = s:sub(1, 40) .. "..." end
+    return string.format("%q", s):gsub("\\\n", "\\n")
+  end
+  return tostring(v)
+end
+
+---------------------------------------------------------------------------
+-- Argument checks (raise: they are programming errors)
+---------------------------------------------------------------------------
+
+--- A webhook or user id as a decimal string of 1..19 digits, or raise.
+local function check_id(fname, argname, v, level)
+  level = (level or 1) + 1
+  if type(v) == "number" then
+    if v ~= v or v < 0 or v ~= math.floor(v) or v == math.huge then
+      argerror(fname, argname, "expected a non-negative integer id, got " .. show(v), level)
+    end
+    if math.type and math.type(v) == "integer" then
+      v = tostring(v)
+    elseif v <= 2 ^ 53 then
+      v = string.format("%.0f", v)
+    else
+      argerror(fname, argname, "ids above 2^53 lose digits as numbers; pass a string", level)
+    end
+  end
+  if type(v) ~= "string" then
+    argerror(fname, argname, "expected an id string, got " .. type(v), level)
+  end
+  if not v:match("^%d+$") or #v > 19 then
+    argerror(fname, argname, "expected a decimal id of 1-19 digits, got " .. show(v), level)
+  end
+  return v
+end
+M.check_id = check_id
+
+local function check_user(fname, argname, u, level)
+  level = (level or 1) + 1
+  if type(u) ~= "table" then
+    argerror(fname, argname, "expected a user table {user_id, access_token, access_token_secret}, got "
+      .. type(u), level)
+  end
+  if type(u.access_token) ~= "string" or u.access_token == "" then
+    argerror(fname, argname .. ".access_token", "expected the user's access token string", level)
+  end
+  if type(u.access_token_secret) ~= "string" or u.access_token_secret == "" then
+    argerror(fname, argname .. ".access_token_secret", "expected the user's token secret string", level)
+  end
+  local id
+  if u.user_id ~= nil then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
+  return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret }
+end
+
+local function is_loopback(base_url)
+  return base_url:match("^http://127%.0%.0%.1[:/]") ~= nil or base_url == "http://127.0.0.1"
+    or base_url:match("^http://%[::1%]") ~= nil
+    or base_url:match("^http://localhost[:/]") ~= nil or base_url == "http://localhost"
+end
+
+local function check_webhook_url(fname, argname, url, loopback, level)
+  level = (level or 1) + 1
+  if type(url) ~= "string" then
+    argerror(fname, argname, "expected a URL string, got " .. type(url), level)
+  end
+  if url:find("[%c%s]") then
+    argerror(fname, argname, "URL contains whitespace or control characters", level)
+  end
+  if #url == 0 or #url > 200 then
+    argerror(fname, argname, "X accepts webhook URLs of 1-200 characters, got " .. #url, level)
+  end
+  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme or authority == "" then
+    argerror(fname, argname, "expected an absolute URL, got " .. show(url), level)
+  end
+  if loopback then return url end
+  if scheme:lower() ~= "https" then
+    argerror(fname, argname, "X only calls https:// webhook URLs, got " .. show(url), level)
+  end
+  if authority:find("@", 1, true) then
+    argerror(fname, argname, "webhook URLs may not carry user info", level)
+  end
+  if authority:match(":%d*$") and not authority:match("^%[[^%]]*%]$") then
+    argerror(fname, argname, "X rejects webhook URLs with a port, got " .. show(url), level)
+  end
+  return url
+end
+
+-- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+-- algorithm), so UTC dates convert without os.time's local time zone.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local function utc_epoch(y, mo, d, h, mi, s)
+  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (s or 0)
+end
+M.utc_epoch = utc_epoch
+
+--- A replay bound: os.time() number or "YYYYMMDDhhmm" (UTC) -> string, epoch.
+local function check_date(fname, argname, v, level)
+  level = (level or 1) + 1
+  if type(v) == "number" then
+    if v ~= v or v < 0 or v == math.huge then
+      argerror(fname, argname, "expected an epoch time, got " .. show(v), level)
+    end
+    local t = math.floor(v)
+    return os.date("!%Y%m%d%H%M", t), t - t % 60
+  end
+  if type(v) ~= "string" then
+    argerror(fname, argname, "expected os.time() or a \"YYYYMMDDhhmm\" UTC string, got " .. type(v), level)
+  end
+  local y, mo, d, h, mi = v:match("^(%d%d%d%d)(%d%d)(%d%d)(%d%d)(%d%d)$")
+  y, mo, d, h, mi = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi)
+  if not y or mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 then
+    argerror(fname, argname, "expected \"YYYYMMDDhhmm\" (UTC), got " .. show(v), level)
+  end
+  return v, utc_epoch(y, mo, d, h, mi)
+end
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
+                 Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+-- An HTTP Date header ("Sun, 06 Nov 1994 08:49:37 GMT") -> epoch or nil.
+local function http_date(s)
+  if type(s) ~= "string" then return nil end
+  local d, mon, y, h, mi, sec = s:match("(%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d)")
+  if not d or not MONTHS[mon] then return nil end
+  return utc_epoch(tonumber(y), MONTHS[mon], tonumber(d), tonumber(h), tonumber(mi), tonumber(sec))
+end
+
+---------------------------------------------------------------------------
+-- Environment: sleep, clock, transport
+---------------------------------------------------------------------------
+
+local YIELDABLE_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+local function in_cosocket_phase()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
+  local ok, phase = pcall(ngx.get_phase)
+  return ok and YIELDABLE_PHASES[phase] == true
+end
+
+local function default_sleep(seconds)
+  if seconds <= 0 then return end
+  if in_cosocket_phase() then return rawget(_G, "ngx").sleep(seconds) end
+  local ok, c = pcall(core)
+  if ok and type(c.sleep) == "function" then return c.sleep(seconds) end
+  local has_socket, socket = pcall(require, "socket")
+  if has_socket and type(socket) == "table" and socket.sleep then return socket.sleep(seconds) end
+  os.execute(string.format("sleep %.3f", seconds))
+end
+
+local function default_clock()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and type(ngx.now) == "function" then return ngx.now() end
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and socket.gettime then return socket.gettime() end
+  return os.time()
+end
+
+-- The transport as a plain function(request) -> response | nil, err.
+local function resolve_transport(opts)
+  local t = opts.transport
+  if type(t) == "function" then return t, nil end
+  if t == nil then t = in_cosocket_phase() and "ngx" or "curl" end
+  if t ~= "curl" and t ~= "ngx" then
+    argerror("new", "transport", "expected nil, \"curl\", \"ngx\" or a function, got " .. show(t), 3)
+  end
+  local mod = require("account_activity.transport." .. t)
+  local obj = mod
+  if type(mod) == "table" and type(mod.new) == "function" then obj = mod.new(opts) end
+  if type(obj) == "function" then return obj, nil end
+  if type(obj) == "table" and type(obj.request) == "function" then
+    return function(req) return obj:request(req) end, obj
+  end
+  error("account_activity.transport." .. t .. " has no request function", 3)
+end
+
+---------------------------------------------------------------------------
+-- Construction
+---------------------------------------------------------------------------
+
+local function opt_string(opts, name, required)
+  local v = opts[name]
+  if v == nil and not required then return nil end
+  if type(v) ~= "string" or v == "" then
+    argerror("new", name, (required and "required " or "") .. "string expected, got " .. type(v), 3)
+  end
+  if v:find("[\r\n]") then argerror("new", name, "contains CR or LF", 3) end
+  return v
+end
+
+local function opt_number(opts, name, default, min)
+  local v = opts[name]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < (min or 0) then
+    argerror("new", name, "non-negative number expected, got " .. show(v), 3)
+  end
+  return v
+end
+
+local classes = {}
+
+--- Build a client. See API.md "Client" for the options.
+function M.new(opts)
+  if type(opts) ~= "table" then argerror("new", "opts", "table expected, got " .. type(opts), 2) end
+  local s = {
+    consumer_key = opt_string(opts, "consumer_key", true),
+    consumer_secret = opt_string(opts, "consumer_secret", true),
+    access_token = opt_string(opts, "access_token"),
+    access_token_secret = opt_string(opts, "access_token_secret"),
+    bearer = opt_string(opts, "bearer_token"),
+  }
+  if (s.access_token == nil) ~= (s.access_token_secret == nil) then
+    argerror("new", s.access_token and "access_token_secret" or "access_token",
+      "access_token and access_token_secret go together", 2)
+  end
+  s.bearer_given = s.bearer ~= nil
+
+  local api = opts.api or "enterprise"
+  if not endpoints.FLAVOURS[api] then
+    argerror("new", "api", "expected \"enterprise\", \"premium\" or \"v2\", got " .. show(api), 2)
+  end
+  local env_name = opts.env_name
+  if endpoints[api].needs_env_name then
+    if type(env_name) ~= "string" or env_name == "" then
+      argerror("new", "env_name", "required with api = \"premium\" (the dev environment label)", 2)
+    end
+    if not env_name:match("^[%w_%-]+$") then
+      argerror("new", "env_name", "expected letters, digits, '_' or '-', got " .. show(env_name), 2)
+    end
+  end
+
+  local base_url = opts.base_url or "https://api.twitter.com"
+  if type(base_url) ~= "string" or not base_url:match("^https?://[^/?#%s]+") or base_url:find("[%s%c?#]") then
+    argerror("new", "base_url", "expected an http(s) URL without query, got " .. show(base_url), 2)
+  end
+  base_url = base_url:gsub("/+$", "")
+
+  local retries = opt_number(opts, "retries", 2)
+  if retries ~= math.floor(retries) then argerror("new", "retries", "integer expected", 2) end
+  for _, name in ipairs { "sleep", "clock" } do
+    if opts[name] ~= nil and type(opts[name]) ~= "function" then
+      argerror("new", name, "function expected, got " .. type(opts[name]), 2)
+    end
+  end
+  if opts.user_agent ~= nil then opt_string(opts, "user_agent") end
+
+  local self = {
+    api = api,
+    env_name = env_name,
+    base_url = base_url,
+    loopback = is_loopback(base_url),
+    timeout = opt_number(opts, "timeout", 10),
+    connect_timeout = opt_number(opts, "connect_timeout", 5),
+    retries = retries,
+    max_wait = opt_number(opts, "max_wait", 60),
+    backoff = opt_number(opts, "backoff", 1),
+    user_agent = opts.user_agent or ("lua-account-activity/" .. version()),
+    insecure = opts.insecure and true or false,
+  }
+  self.sleep = opts.sleep or default_sleep
+  self.clock = opts.clock or default_clock
+  local topts = {
+    timeout = self.timeout, connect_timeout = self.connect_timeout,
+    ca_file = opts.ca_file, ca_path = opts.ca_path, insecure = self.insecure,
+    user_agent = self.user_agent, transport = opts.transport,
+  }
+  self.send, self.transport = resolve_transport(topts)
+  self.transport_name = type(opts.transport) == "function" and "function"
+    or opts.transport or (in_cosocket_phase() and "ngx" or "curl")
+  setmetatable(self, classes[api])
+  secrets[self] = s
+  return self
+end
+
+--- Build a client from TWITTER_* environment variables.
+function M.from_env(overrides)
+  local function env(name)
+    local v = os.getenv(name)
+    if v == "" then return nil end
+    return v
+  end
+  local opts = {
+    consumer_key = env "TWITTER_CONSUMER_KEY",
+    consumer_secret = env "TWITTER_CONSUMER_SECRET",
+    access_token = env "TWITTER_ACCESS_TOKEN",
+    access_token_secret = env "TWITTER_ACCESS_TOKEN_SECRET",
+    bearer_token = env "TWITTER_BEARER_TOKEN",
+    env_name = env "TWITTER_WEBHOOK_ENV",
+    base_url = env "TWITTER_API_BASE_URL",
+    api = env "TWITTER_API",
+  }
+  if opts.api == nil and opts.env_name then opts.api = "premium" end
+  if type(overrides) == "table" then
+    for k, v in pairs(overrides) do opts[k] = v end
+  end
+  if not opts.consumer_key or not opts.consumer_secret then
+    error("from_env: TWITTER_CONSUMER_KEY and TWITTER_CONSUMER_SECRET must be set", 2)
+  end
+  return M.new(opts)
+end
+
+---------------------------------------------------------------------------
+-- Requests
+---------------------------------------------------------------------------
+
+local function pe(s) return core().percent_encode(s) end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+local function encode_pairs(t)
+  local out = {}
+  for _, k in ipairs(sorted_keys(t)) do
+    local v = t[k]
+    if type(v) == "table" then
+      for _, item in ipairs(v) do out[#out + 1] = pe(k) .. "=" .. pe(tostring(item)) end
+    else
+      out[#out + 1] = pe(k) .. "=" .. pe(tostring(v))
+    end
+  end
+  return table.concat(out, "&")
+end
+
+local IDEMPOTENT = { GET = true, PUT = true, DELETE = true, HEAD = true, OPTIONS = true }
+
+function Client:_secret_values(extra)
+  local s = secrets[self]
+  local list = { s.consumer_secret, s.access_token_secret, s.bearer, s.access_token, s.consumer_key }
+  if extra then
+    list[#list + 1] = extra.access_token
+    list[#list + 1] = extra.access_token_secret
+  end
+  return list
+end
+
+function Client:_fail(err, call, attempts, history)
+  err.attempts = attempts
+  err.history = history
+  err.endpoint = call.name
+  return nil, errors.scrub(err, self:_secret_values(call.user))
+end
+
+-- Headers and body for one attempt; fetches the bearer token when needed.
+function Client:_authorize(call, url, headers)
+  local s = secrets[self]
+  local auth = call.auth
+  if auth == "user_or_app" then auth = s.access_token and "user" or "app" end
+  if auth == "app" then
+    local token, err = self:_bearer_for_call(call)
+    if not token then return nil, err end
+    headers["Authorization"] = "Bearer " .. token
+  elseif auth == "user" or auth == "subscriber" then
+    local token, token_secret
+    if auth == "user" then
+      if not s.access_token then
+        error(call.name .. ": needs the app owner's access_token and access_token_secret (client options)", 0)
+      end
+      token, token_secret = s.access_token, s.access_token_secret
+    else
+      token, token_secret = call.user.access_token, call.user.access_token_secret
+    end
+    local ts
+    if self.skew then ts = tostring(math.floor(os.time() + self.skew)) end
+    headers["Authorization"] = core().oauth1_header {
+      method = call.method, url = url, params = call.form,
+      consumer_key = s.consumer_key, consumer_secret = s.consumer_secret,
+      token = token, token_secret = token_secret, timestamp = ts,
+    }
+  elseif auth == "basic" then
+    headers["Authorization"] = "Basic "
+      .. core().base64_encode(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
+  elseif auth ~= "none" then
+    error("unknown auth " .. tostring(auth), 0)
+  end
+  return auth
+end
+
+-- Seconds to wait before the next attempt, from the server's hints.
+local function retry_hint(res, now)
+  local h = res.headers or {}
+  local ra = tonumber(h["retry-after"])
+  if not ra and h["retry-after"] then
+    local t = http_date(h["retry-after"])
+    if t then ra = t - now end
+  end
+  if ra then return math.max(ra, 0) end
+  if res.status == 429 then
+    local reset = tonumber(h["x-rate-limit-reset"])
+    if reset then return math.max(reset - now + 1, 0) end
+  end
+  return nil
+end
+
+function Client:_backoff(n)
+  local d = self.backoff * 2 ^ (n - 1)
+  d = d * (0.5 + math.random() * 0.5)
+  return math.min(d, self.max_wait)
+end
+
+local function looks_json(res)
+  local body = res.body
+  if type(body) ~= "string" or body == "" or body:match("^%s*$") then return false end
+  local ct = (res.headers or {})["content-type"]
+  if ct and ct:find("json", 1, true) then return true end
+  return body:match("^%s*[%[{]") ~= nil
+end
+
+--- The engine under every method: sign, send, retry, classify.
+-- call = { name, method, path, query, form, json (string), auth, user,
+--          success = {status=true}, absent = {status=true}, retries }
+function Client:_perform(call)
+  local url = self.base_url .. call.path
+  if call.query and next(call.query) then
+    url = url .. (call.path:find("?", 1, true) and "&" or "?") .. encode_pairs(call.query)
+  end
+  local body, content_type
+  if call.json ~= nil then
+    body, content_type = call.json, "application/json"
+  elseif call.form and next(call.form) then
+    body, content_type = encode_pairs(call.form), "application/x-www-form-urlencoded;charset=UTF-8"
+  end
+  local retries = call.retries or self.retries
+  local idempotent = IDEMPOTENT[call.method]
+  local attempts, retried = 0, 0
+  local history = {}
+  local refetched, reskewed = false, false
+
+  while true do
+    attempts = attempts + 1
+    local headers = { ["User-Agent"] = self.user_agent, ["Accept"] = "application/json" }
+    if content_type then headers["Content-Type"] = content_type end
+    if call.headers then for k, v in pairs(call.headers) do headers[k] = v end end
+    local auth_used, aerr = self:_authorize(call, url, headers)
+    if not auth_used then return self:_fail(aerr, call, attempts, history) end
+    local req = { method = call.method, url = url, headers = headers, body = body,
+                  timeout = call.timeout }
+    local safe_req = { method = call.method, url = url }
+
+    local res, terr = self.send(req)
+    local err, retryable, wait
+    if res then
+      res.rate_limit = errors.rate_limit(res.headers)
+      local decoded
+      if looks_json(res) then
+        local v, derr = json.decode(res.body)
+        if v == nil and derr then
+          decoded = false
+        else
+          decoded = v
+        end
+      end
+      res.json = decoded or nil
+      local status = res.status
+      local absent = call.absent and call.absent[status]
+      if absent and call.absent_unless and type(res.body) == "string"
+          and res.body:find(call.absent_unless, 1, true) then
+        absent = false
+      end
+      if call.success[status] or absent then
+        res.attempts = attempts
+        res.history = history
+        if decoded == false and not absent then
+          err = errors.make("decode", "invalid JSON in the " .. status .. " response", safe_req,
+            { status = status, rate_limit = res.rate_limit })
+          return self:_fail(err, call, attempts, history)
+        end
+        return res
+      end
+      err = errors.from_response(res, safe_req, decoded or nil)
+      history[#history + 1] = { status = status, code = err.code, kind = err.kind }
+      if err.code == 89 and auth_used == "app" and not refetched then
+        -- The cached bearer was invalidated elsewhere: fetch a fresh one once.
+        refetched = true
+        secrets[self].bearer = nil
+        secrets[self].bearer_given = false
+        retryable, wait = true, 0
+        retried = retried - 1
+      elseif err.code == 135 and not reskewed and (auth_used == "user" or auth_used == "subscriber")
+          and http_date(res.headers and res.headers["date"]) then
+        -- Our clock is off: sign with the server's time and try once more.
+        reskewed = true
+        self.skew = http_date(res.headers["date"]) - os.time()
+        retryable, wait = true, 0
+        retried = retried - 1
+      elseif idempotent and (status == 429 or status >= 500) then
+        retryable = true
+        wait = retry_hint(res, self.clock())
+        if wait and wait > self.max_wait then
+          err.wait = wait
+          retryable = false
+        end
+        err.retry_after = err.retry_after or wait
+      end
+    else
+      err = errors.from_transport(terr, safe_req)
+      history[#history + 1] = { kind = err.kind, connect = err.connect }
+      -- A POST is retried only when it provably never left this host.
+      retryable = (err.kind == "network" or err.kind == "timeout")
+        and (idempotent or err.connect == true)
+    end
+
+    if not retryable or retried >= retries then
+      return self:_fail(err, call, attempts, history)
+    end
+    retried = retried + 1
+    if wait == nil then wait = self:_backoff(retried) end
+    history[#history].wait = wait
+    if wait > 0 then self.sleep(wait) end
+  end
+end
+
+function Client:_bearer_for_call(call)
+  local s = secrets[self]
+  if s.bearer then return s.bearer end
+  if call.name == "bearer_token" then
+    return nil, errors.make("argument", "no bearer token", nil)
+  end
+  local token, err = self:bearer_token()
+  if not token then return nil, err end
+  return token
+end
+
+local function to_set(list)
+  local set = {}
+  for _, v in ipairs(list or {}) do set[v] = true end
+  return set
+end
+
+-- Resolve an endpoint's parameter map against the checked arguments.
+local function params(self, spec, map, args)
+  if not map then return nil end
+  local out = {}
+  for name, source in pairs(map) do
+    if spec.literal and spec.literal[name] then
+      out[name] = source
+    elseif source == "$bearer" then
+      out[name] = secrets[self].bearer
+    else
+      out[name] = args[source]
+    end
+  end
+  return out
+end
+
+--- Run one endpoint with already checked arguments -> value, response | nil, err.
+function Client:_call(name, spec, args)
+  if spec.replay_window then
+    local now = self.clock()
+    local req = { method = spec.method, url = self.base_url .. spec.path }
+    if args.from_epoch >= args.to_epoch then
+      return self:_fail(errors.make("argument", "replay: from (" .. args.from
+        .. ") must be before to (" .. args.to .. ")", req), { name = name }, 0, {})
+    end
+    if now - args.from_epoch > spec.replay_window + 60 then
+      return self:_fail(errors.make("argument", string.format(
+        "replay: api %q replays reach back at most %d hours; from (%s UTC) is %.1f hours ago",
+        self.api, spec.replay_window / 3600, args.from, (now - args.from_epoch) / 3600), req),
+        { name = name }, 0, {})
+    end
+  end
+  local path = spec.path:gsub("{([%w_]+)}", function(k)
+    if k == "env_name" then return self.env_name end
+    return args[k]
+  end)
+  local jbody
+  if spec.json then
+    local t = params(self, spec, spec.json, args)
+    jbody = next(t) == nil and "{}" or json.encode(t)
+  end
+  local res, err = self:_perform {
+    name = name, method = spec.method, path = path,
+    query = params(self, spec, spec.query, args),
+    form = params(self, spec, spec.form, args),
+    json = jbody, auth = spec.auth, user = args.user,
+    success = to_set(spec.success), absent = to_set(spec.absent), absent_unless = spec.absent_unless,
+  }
+  if not res then return nil, err end
+  if not to_set(spec.success)[res.status] then return false, res end
+  local value, derr = endpoints.decoders[spec.decode](res.json, res, args)
+  if value == nil then
+    local req = { method = spec.method, url = self.base_url .. path }
+    local e
+    if type(derr) == "table" then
+      e = errors.make(derr.kind or "decode", derr.message, req,
+        { status = derr.status or res.status, rate_limit = res.rate_limit })
+    else
+      e = errors.make("decode", derr or "unexpected response",
+        req, { status = res.status, rate_limit = res.rate_limit })
+    end
+    return self:_fail(e, { name = name }, res.attempts, res.history)
+  end
+  return value, res
+end
+
+-- Check positional arguments against the endpoint's `args` list.
+local function check_args(self, fname, spec, argv)
+  local args = {}
+  for i, a in ipairs(spec.args) do
+    local aname, kind = a[1], a[2]
+    local v = argv[i]
+    if kind == "id" then
+      args[aname] = check_id(fname, aname, v, 3)
+    elseif kind == "user" then
+      args[aname] = check_user(fname, aname, v, 3)
+    elseif kind == "user_or_id" then
+      if type(v) == "table" then
+        local u = check_user(fname, aname, v, 3)
+        args.user = u
+        args.user_id = u.user_id
+      else
+        args.user_id = check_id(fname, aname, v, 3)
+      end
+    elseif kind == "url" then
+      args[aname] = check_webhook_url(fname, aname, v, self.loopback, 3)
+    elseif kind == "date" then
+      args[aname], args[aname .. "_epoch"] = check_date(fname, aname, v, 3)
+    end
+  end
+  return args
+end
+
+local function make_method(name, entry, api)
+  if entry == nil then
+    return function()
+      error(name .. " is not available with api = \"" .. api .. "\"", 2)
+    end
+  end
+  if entry.dispatch == "user_or_id" then
+    return function(self, ...)
+      local argv = { ... }
+      local spec = entry.id
+      if type(argv[2]) == "table" then
+        if entry.user then
+          spec = entry.user
+        elseif argv[2].user_id == nil then
+          argerror(name, "user", "api \"" .. api .. "\" removes subscriptions by id: user.user_id is required", 2)
+        end
+      end
+      local args = check_args(self, name, spec, argv)
+      if spec == entry.id then args.user = nil end
+      return self:_call(name, spec, args)
+    end
+  end
+  return function(self, ...)
+    local args = check_args(self, name, entry, { ... })
+    return self:_call(name, entry, args)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Methods that are more than one endpoint call
+---------------------------------------------------------------------------
+
+local special = {}
+
+--- The app-only bearer token: the configured or cached one, else fetched.
+function special.bearer_token(self)
+  local s = secrets[self]
+  if s.bearer then
+    return s.bearer, { status = 200, cached = true, attempts = 0, history = {},
+                       rate_limit = {}, headers = {} }
+  end
+  local spec = endpoints[self.api].bearer_token
+  local token, res = self:_call("bearer_token", spec, {})
+  if not token then return nil, res end
+  s.bearer = token
+  return token, res
+end
+
+function special.invalidate_bearer_token(self)
+  local s = secrets[self]
+  if not s.bearer then
+    local token, err = special.bearer_token(self)
+    if not token then return nil, err end
+  end
+  local ok, res = self:_call("invalidate_bearer_token", endpoints[self.api].invalidate_bearer_token, {})
+  if not ok then return nil, res end
+  s.bearer = nil
+  s.bearer_given = false
+  return true, res
+end
+
+local METHOD_OK = { GET = true, POST = true, PUT = true, DELETE = true, PATCH = true, HEAD = true }
+local AUTH_OK = { user = true, app = true, subscriber = true, user_or_app = true, basic = true, none = true }
+
+--- Any endpoint, signed: request(method, path, opts) -> response, response | nil, err.
+function Client:request(method, path, opts)
+  if type(method) ~= "string" or not METHOD_OK[method:upper()] then
+    argerror("request", "method", "expected an HTTP method, got " .. show(method), 2)
+  end
+  method = method:upper()
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("[%s%c]") then
+    argerror("request", "path", "expected a path starting with '/', got " .. show(path), 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then argerror("request", "opts", "table expected", 2) end
+  local user
+  if opts.user ~= nil then user = check_user("request", "opts.user", opts.user, 2) end
+  local auth = opts.auth or (user and "subscriber") or "user_or_app"
+  if auth == "user" and user then auth = "subscriber" end
+  if not AUTH_OK[auth] then argerror("request", "opts.auth", "unknown auth " .. show(auth), 2) end
+  if auth == "subscriber" and not user then
+    argerror("request", "opts.user", "a user table is required with auth = \"subscriber\"", 2)
+  end
+  local jbody
+  if type(opts.json) == "string" then
+    jbody = opts.json
+  elseif opts.json ~= nil then
+    jbody = json.encode(opts.json)
+  end
+  local success = {}
+  if opts.success then
+    success = to_set(opts.success)
+  else
+    for st = 200, 299 do success[st] = true end
+  end
+  local res, err = self:_perform {
+    name = "request", method = method, path = path, query = opts.query,
+    form = opts.form, json = jbody, auth = auth, user = user,
+    headers = opts.headers, success = success, retries = opts.retries, timeout = opts.timeout,
+  }
+  if not res then return nil, err end
+  return res, res
+end
+
+--- Release the transport's connection (the client stays usable).
+function Client:close()
+  if self.transport and self.transport.close then self.transport:close() end
+end
+
+function Client:__tostring()
+  local s = secrets[self] or {}
+  local creds = { "consumer key+secret" }
+  if s.access_token then creds[#creds + 1] = "owner token+secret" end
+  if s.bearer then creds[#creds + 1] = s.bearer_given and "bearer" or "bearer (cached)" end
+  local env = self.env_name and (" env=" .. self.env_name) or ""
+  return string.format("account_activity.client<%s %s%s; %s; %s%s>", self.api, self.base_url, env,
+    table.concat(creds, ", "), self.transport_name or "curl",
+    self.insecure and "; TLS verification OFF" or "")
+end
+
+--- Which credentials are set (names, never values).
+function Client:credentials()
+  local s = secrets[self]
+  return {
+    consumer_key = true, consumer_secret = true,
+    access_token = s.access_token ~= nil, access_token_secret = s.access_token_secret ~= nil,
+    bearer_token = s.bearer ~= nil,
+  }
+end
+
+-- One method table per flavour, generated from endpoints.lua. Anything a
+-- class lacks falls through to the shared Client methods and then to the
+-- extension modules (workflows, the X Activity API), each a separate file
+-- loaded on first use and called as fn(client, ...).
+local EXTENSIONS = { "account_activity.workflows", "account_activity.activity" }
+local extension_mods = {}
+local function extension(modname)
+  local m = extension_mods[modname]
+  if m == nil then
+    local ok, mod = pcall(require, modname)
+    if ok then
+      m = type(mod) == "table" and mod or false
+    elseif tostring(mod):find("module '" .. modname .. "' not found", 1, true) then
+      m = false
+    else
+      error(mod, 0) -- a broken extension must say so, not make methods vanish
+    end
+    extension_mods[modname] = m
+  end
+  return m
+end
+
+for api in pairs(endpoints.FLAVOURS) do
+  local class = { __name = "account_activity.client", __tostring = Client.__tostring }
+  local methods = {}
+  for _, name in ipairs(endpoints.METHODS) do
+    methods[name] = special[name] or make_method(name, endpoints[api][name], api)
+  end
+  class.methods = methods
+  class.__index = function(_, k)
+    local m = methods[k] or Client[k]
+    if m ~= nil then return m end
+    if type(k) == "string" and k:sub(1, 1) ~= "_" then
+      for _, modname in ipairs(EXTENSIONS) do
+        local ext = extension(modname)
+        if ext and type(ext[k]) == "function" then return ext[k] end
+      end
+    end
+    return nil
+  end
+  classes[api] = class
+end
+M.classes = classes
+
+--- Is `v` a client?
+function M.is_client(v)
+  local mt = getmetatable(v)
+  for _, c in pairs(classes) do if mt == c then return true end end
+  return false
+end
+
+return M

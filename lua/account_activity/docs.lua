@@ -1,0 +1,129 @@
+--- One-line docs for every public function, kept as data so the REPL can
+-- answer `aa.help()`, `aa.help("subscribe")` or `aa.help(client.subscribe)`.
+-- luacheck: no max line length
+local M = {}
+
+-- { key, signature, one line }; key is how help() finds it by name.
+M.entries = {
+  -- module functions
+  { "new", "aa.new(opts)", "Build a client: consumer_key/secret required; access_token(_secret), bearer_token, api = \"enterprise\"|\"premium\"|\"v2\", env_name, base_url, timeout, connect_timeout, retries, max_wait, ca_file, ca_path, insecure, user_agent, transport, sleep, clock." },
+  { "from_env", "aa.from_env([overrides])", "Build a client from TWITTER_CONSUMER_KEY, _SECRET, TWITTER_ACCESS_TOKEN(_SECRET), TWITTER_BEARER_TOKEN, TWITTER_WEBHOOK_ENV, TWITTER_API_BASE_URL." },
+  { "help", "aa.help([name or function])", "Print this list, or the doc line of one function (by name or by value)." },
+  { "crc_response", "aa.crc_response(consumer_secret, crc_token)", "The CRC answer: \"sha256=\" .. base64(HMAC-SHA256(consumer_secret, crc_token))." },
+  { "verify_signature", "aa.verify_signature(consumer_secret, raw_body, header_value)", "Constant-time check of x-twitter-webhooks-signature: true, or false and a reason." },
+  { "parse_events", "aa.parse_events(raw_body_or_table)", "An AAA or XAA envelope -> array of events {type, for_user_id, item, envelope}." },
+  { "router", "aa.router()", "An event router: r:on(type or \"*\", fn), r:for_user(id):on(...), r:dispatch(events or raw_body)." },
+  { "webhook_handler", "aa.webhook_handler{consumer_secret, on_event or router}", "A pure handler(request) -> response: CRC on GET, signature check and dispatch on POST." },
+  { "serve", "require(\"account_activity.nginx\").serve(opts)", "The webhook handler inside content_by_lua_block (never blocks the worker)." },
+  -- client methods
+  { "register_webhook", "client:register_webhook(url)", "Register a webhook URL (X runs a CRC against it first) -> webhook {id, url, valid, created_at}." },
+  { "webhooks", "client:webhooks()", "List this app's webhooks -> array of {id, url, valid, created_at}." },
+  { "webhook", "client:webhook(id)", "One webhook by id, from the list -> webhook, or nil + err with kind \"not_found\"." },
+  { "validate_webhook", "client:validate_webhook(id)", "Ask X to re-run the CRC and re-enable the webhook -> true (err kind \"invalid_webhook\" if it fails)." },
+  { "delete_webhook", "client:delete_webhook(id)", "Remove a webhook -> true." },
+  { "subscribe", "client:subscribe(webhook_id, user)", "Subscribe a user (their own tokens: {user_id, access_token, access_token_secret}) to all events -> true." },
+  { "is_subscribed", "client:is_subscribed(webhook_id, user)", "Is this user (their tokens) subscribed? -> true or false." },
+  { "subscriptions", "client:subscriptions(webhook_id)", "App-only list of subscribed user ids -> array of id strings (raw body in response.json)." },
+  { "unsubscribe", "client:unsubscribe(webhook_id, user or user_id)", "Remove a subscription: a user table uses their tokens (v1.1), an id string the app bearer -> true." },
+  { "subscription_count", "client:subscription_count()", "App-only count -> {all = n, direct_messages = n, provisioned = n, account_name = s}." },
+  { "replay", "client:replay(webhook_id, from, to)", "Start a replay job; from/to are os.time() numbers or \"YYYYMMDDhhmm\" UTC -> {job_id, created_at}." },
+  { "bearer_token", "client:bearer_token()", "The app-only bearer token: configured, cached, or fetched from /oauth2/token -> token string." },
+  { "invalidate_bearer_token", "client:invalidate_bearer_token()", "Revoke the app-only bearer token (POST /oauth2/invalidate_token) and forget it -> true." },
+  { "request", "client:request(method, path, opts)", "Any endpoint, signed: opts.auth = \"user\"|\"app\"|\"subscriber\", opts.query, opts.json, opts.form, opts.user -> response." },
+  { "close", "client:close()", "Drop the client's HTTP connection (it reconnects on next use)." },
+  { "credentials", "client:credentials()", "Which credentials are set -> {consumer_key = true, access_token = bool, bearer_token = bool, ...} (never values)." },
+  -- workflows
+  { "ensure_webhook", "client:ensure_webhook(url, opts)", "Idempotent: reuse, re-validate or register the webhook for url; opts.replace frees the last slot." },
+  { "sync_subscriptions", "client:sync_subscriptions(webhook_id, users, opts)", "Make the subscribed set equal users, concurrently -> report {added, kept, removed, failed}." },
+  { "subscribe_many", "client:subscribe_many(webhook_id, users, opts)", "Subscribe many users concurrently; \"already subscribed\" counts as success -> report." },
+  { "migrate_webhook", "client:migrate_webhook(old_id, new_url, opts)", "Register new_url, move every subscription (opts.users), delete the old webhook; safe to re-run." },
+  { "teardown", "client:teardown(webhook_id)", "Remove every subscription, then the webhook." },
+  { "health", "client:health(webhook_id or url)", "Exists? valid? how many subscriptions? and our CRC answer and latency at the public URL." },
+  -- X Activity API
+  { "activity_subscribe", "client:activity_subscribe{event_type, filter, tag, webhook_id, user}", "Create one X Activity API subscription." },
+  { "activity_subscriptions", "client:activity_subscriptions{max_results, pagination_token, all}", "List X Activity API subscriptions (all pages with all = true)." },
+  { "activity_update", "client:activity_update(id, {tag, webhook_id})", "Update an X Activity API subscription." },
+  { "activity_unsubscribe", "client:activity_unsubscribe(id)", "Delete an X Activity API subscription." },
+  { "activity_unsubscribe_many", "client:activity_unsubscribe_many(ids)", "Delete many X Activity API subscriptions -> per-id report." },
+  { "mirror_user", "client:mirror_user(webhook_id, user, opts)", "The XAA subscriptions covering what an AAA subscription delivered for the user." },
+  { "unmirror_user", "client:unmirror_user(webhook_id, user, opts)", "Remove the XAA subscriptions mirror_user created." },
+  { "stream", "client:stream{backfill_minutes, start_time, end_time}", "Iterator over GET /2/activity/stream events, reconnecting; :close()." },
+}
+
+local by_key = {}
+for _, e in ipairs(M.entries) do by_key[e[1]] = e end
+M.by_key = by_key
+
+local function format(e)
+  return e[2] .. "\n  " .. e[3]
+end
+
+-- The modules whose functions help(fn) can name, in lookup order.
+local MODULES = {
+  "account_activity", "account_activity.webhook", "account_activity.events",
+  "account_activity.nginx", "account_activity.workflows",
+}
+
+local function name_of(fn)
+  local client = package.loaded["account_activity.client"]
+  if type(client) == "table" and client.classes then
+    for _, class in pairs(client.classes) do
+      for name, m in pairs(class.methods or {}) do
+        if m == fn then return name end
+      end
+    end
+    for name, m in pairs(client.Client or {}) do
+      if m == fn then return name end
+    end
+    if client.new == fn then return "new" end
+    if client.from_env == fn then return "from_env" end
+  end
+  for _, modname in ipairs(MODULES) do
+    local mod = package.loaded[modname]
+    if type(mod) == "table" then
+      for name, f in pairs(mod) do
+        if f == fn and by_key[name] then return name end
+      end
+    end
+  end
+  local webhook = package.loaded["account_activity.webhook"]
+  if type(webhook) == "table" and webhook.handler == fn then return "webhook_handler" end
+  local events = package.loaded["account_activity.events"]
+  if type(events) == "table" and events.parse == fn then return "parse_events" end
+  return nil
+end
+
+--- The doc text for one name or function (nil if unknown), or the whole list.
+function M.text(x)
+  if x == nil then
+    local lines = { "lua-account-activity: aa.help(name) for one entry" }
+    for _, e in ipairs(M.entries) do
+      lines[#lines + 1] = string.format("  %-58s %s", e[2], e[3])
+    end
+    return table.concat(lines, "\n")
+  end
+  local key
+  if type(x) == "function" then
+    key = name_of(x)
+  elseif type(x) == "string" then
+    key = x:gsub("^aa[%.:]", ""):gsub("^client[%.:]", ""):gsub("%(.*$", "")
+  else
+    error("bad argument #1 to 'help' (expected a name or a function, got " .. type(x) .. ")", 3)
+  end
+  local e = key and by_key[key]
+  if not e then return nil end
+  return format(e)
+end
+
+--- Print the list, or one entry. Returns the printed text.
+function M.help(x, out)
+  local text = M.text(x)
+  if not text then
+    text = "no doc for " .. (type(x) == "string" and string.format("%q", x) or tostring(x))
+      .. "; aa.help() lists everything"
+  end
+  ;(out or print)(text)
+  return text
+end
+
+return M
