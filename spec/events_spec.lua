@@ -162,16 +162,21 @@ describe("events.parse (AAA)", function()
   end)
 
   it("hashed ids are stable across key order and differ across items", function()
-    local a = one([[{"for_user_id":"1","tweet_delete_events":[{"status":{"id":"5","user_id":"1"},"timestamp_ms":"9"}]}]])
-    local b = one([[{"tweet_delete_events":[{"timestamp_ms":"9","status":{"user_id":"1","id":"5"}}],"for_user_id":"1"}]])
-    local c = one([[{"for_user_id":"1","tweet_delete_events":[{"status":{"id":"6","user_id":"1"},"timestamp_ms":"9"}]}]])
-    local d = one([[{"for_user_id":"2","tweet_delete_events":[{"status":{"id":"5","user_id":"1"},"timestamp_ms":"9"}]}]])
+    local a = one([[{"for_user_id":"1",
+      "tweet_delete_events":[{"status":{"id":"5","user_id":"1"},"timestamp_ms":"9"}]}]])
+    local b = one([[{"tweet_delete_events":[{"timestamp_ms":"9","status":{"user_id":"1","id":"5"}}],
+      "for_user_id":"1"}]])
+    local c = one([[{"for_user_id":"1",
+      "tweet_delete_events":[{"status":{"id":"6","user_id":"1"},"timestamp_ms":"9"}]}]])
+    local d = one([[{"for_user_id":"2",
+      "tweet_delete_events":[{"status":{"id":"5","user_id":"1"},"timestamp_ms":"9"}]}]])
     assert.are.equal(a.id, b.id)
     assert.are_not.equal(a.id, c.id)
     assert.are_not.equal(a.id, d.id)
     assert.matches("^%x+$", a.id)
     -- follow vs unfollow of the same pair at the same instant are different events
-    local f = assert(events.parse([[{"for_user_id":"1","follow_events":[{"type":"follow","source":{"id":"2"},"target":{"id":"1"}},
+    local f = assert(events.parse([[{"for_user_id":"1","follow_events":[
+      {"type":"follow","source":{"id":"2"},"target":{"id":"1"}},
       {"type":"unfollow","source":{"id":"2"},"target":{"id":"1"}}]}]]))
     assert.are_not.equal(f[1].id, f[2].id)
   end)
@@ -221,14 +226,17 @@ describe("events.parse (AAA)", function()
     assert.matches("object", err)
     list, err = events.parse('"str"')
     assert.is_nil(list)
-    assert.has_error(function() events.parse(42) end, "bad argument #1 to 'parse' (string or table expected, got number)")
+    assert.matches("object", err)
+    assert.has_error(function() events.parse(42) end,
+      "bad argument #1 to 'parse' (string or table expected, got number)")
     assert.has_error(function() events.parse() end)
   end)
 end)
 
 local XAA_FOLLOW = [[{"data":{"event_uuid":"-2781149976877970683","event_type":"follow.follow",
   "filter":{"user_id":"1883993925438169089"},"tag":"my follows",
-  "payload":{"source":{"data":{"id":"1","username":"a"}},"target":{"data":{"id":"1883993925438169089","username":"b"}}}}}]]
+  "payload":{"source":{"data":{"id":"1","username":"a"}},
+             "target":{"data":{"id":"1883993925438169089","username":"b"}}}}}]]
 
 local function xaa(event_type, uuid, user_id, payload)
   return cjson.encode { data = { event_uuid = uuid, event_type = event_type,
@@ -295,7 +303,7 @@ describe("events.router", function()
   it("hands the router to the handler and counts only handled events", function()
     local r = events.router()
     local got
-    r:on("favorite", function(ev, router) got = router end)
+    r:on("favorite", function(_, router) got = router end)
     assert.are.equal(1, r:dispatch(AAA.favorite))
     assert.are.equal(r, got)
     assert.are.equal(0, r:dispatch(AAA.mute))
@@ -380,7 +388,7 @@ describe("events.router", function()
     local r = events.router { exact = true }
     local seen = {}
     r:on("follow", function(ev) seen[#seen + 1] = ev.type end)
-    r:on("follow.follow", function(ev) seen[#seen + 1] = "dotted" end)
+    r:on("follow.follow", function() seen[#seen + 1] = "dotted" end)
     assert.are.equal(1, r:dispatch(XAA_FOLLOW))
     assert.are.same({ "dotted" }, seen)
     r:dispatch(AAA.follow)

@@ -109,7 +109,8 @@ end
 describe("webhook.handler: CRC", function()
   it("answers a well-formed token with the JSON response_token", function()
     local h = make()
-    local res = h { method = "GET", path = "/webhook", query = { crc_token = TOKEN, nonce = "MTcwMDAwMDAwMDAwMA" }, headers = {} }
+    local res = h { method = "GET", path = "/webhook",
+      query = { crc_token = TOKEN, nonce = "MTcwMDAwMDAwMDAwMA" }, headers = {} }
     assert.are.equal(200, res.status)
     assert.are.equal("application/json", res.headers["Content-Type"])
     assert.are.same({ response_token = webhook.crc_response(X_SECRET, TOKEN) }, cjson.decode(res.body))

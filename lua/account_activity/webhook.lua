@@ -1,0 +1,389 @@
+--- The webhook side: CRC answers, delivery signatures, and a pure handler.
+--
+--   local webhook = require "account_activity.webhook"
+--   local handler = webhook.handler { consumer_secret = secret, router = r }
+--   local response = handler { method = "POST", headers = h, body = raw }
+--
+-- No network, no blocking, no globals: the same handler runs in a script,
+-- in a test, and inside nginx (account_activity.nginx adapts it).
+local core = require "account_activity.core"
+local events = require "account_activity.events"
+
+local hmac_sha256, b64encode, b64decode, equal =
+  core.hmac_sha256, core.base64_encode, core.base64_decode, core.equal
+local type, pairs, tostring, error, pcall, setmetatable =
+  type, pairs, tostring, error, pcall, setmetatable
+local sub, find, lower, upper, gsub, char, format =
+  string.sub, string.find, string.lower, string.upper, string.gsub, string.char, string.format
+local tonumber, ipairs = tonumber, ipairs
+
+local M = {}
+
+local SIG_HEADER = "x-twitter-webhooks-signature"
+local SIG_HEADER_C = "X-Twitter-Webhooks-Signature"
+-- Unconfirmed by X's docs but sent to apps with an OAuth 2.0 client secret
+-- (X-API.md §5); checked only when that secret is configured.
+local SIG2_HEADER = "x-twitter-webhooks-signature-oauth2"
+local SIG2_HEADER_C = "X-Twitter-Webhooks-Signature-OAuth2"
+
+local PREFIX = "sha256="
+local PREFIX_LEN = #PREFIX
+local DIGEST_LEN = 32
+-- base64 of 32 bytes is 44 chars; anything far longer is not worth decoding.
+local MAX_SIG_LEN = 256
+
+local function check_secret(v, name, fname, level)
+  if type(v) ~= "string" or v == "" then
+    error(format("bad argument '%s' to '%s' (non-empty string expected, got %s)",
+      name, fname, v == "" and "empty string" or type(v)), level or 3)
+  end
+end
+
+---------------------------------------------------------------------------
+-- CRC and signatures
+
+--- crc_response(consumer_secret, crc_token) -> "sha256=" .. base64(HMAC-SHA256)
+-- The value of `response_token` in the answer to X's Challenge-Response Check.
+function M.crc_response(consumer_secret, crc_token)
+  check_secret(consumer_secret, "consumer_secret", "crc_response")
+  if type(crc_token) ~= "string" then
+    error("bad argument 'crc_token' to 'crc_response' (string expected, got "
+      .. type(crc_token) .. ")", 2)
+  end
+  return PREFIX .. b64encode(hmac_sha256(consumer_secret, crc_token))
+end
+
+-- The unchecked core of verify_signature, for the hot path.
+local function verify(secret, msg, value)
+  if value == nil or value == "" then return false, "missing signature header" end
+  if sub(value, 1, PREFIX_LEN) ~= PREFIX then
+    return false, "signature lacks the sha256= prefix"
+  end
+  if #value > MAX_SIG_LEN then return false, "signature has the wrong length" end
+  local raw = b64decode(sub(value, PREFIX_LEN + 1))
+  if not raw then return false, "signature is not valid base64" end
+  if #raw ~= DIGEST_LEN then return false, "signature has the wrong length" end
+  -- Compare digests, not base64 text: equal bytes, whatever the padding.
+  if equal(hmac_sha256(secret, msg), raw) then return true end
+  return false, "signature does not match"
+end
+
+--- verify_signature(consumer_secret, raw_body, header_value) -> true | false, reason
+-- Constant-time check of `x-twitter-webhooks-signature` over the raw body
+-- bytes (never re-serialised JSON). Reasons: missing header, missing
+-- `sha256=` prefix, bad base64, wrong length, signature does not match.
+function M.verify_signature(consumer_secret, raw_body, header_value)
+  check_secret(consumer_secret, "consumer_secret", "verify_signature")
+  if type(raw_body) ~= "string" then
+    error("bad argument 'raw_body' to 'verify_signature' (string expected, got "
+      .. type(raw_body) .. ")", 2)
+  end
+  if header_value ~= nil and type(header_value) ~= "string" then
+    error("bad argument 'header_value' to 'verify_signature' (string or nil expected, got "
+      .. type(header_value) .. ")", 2)
+  end
+  return verify(consumer_secret, raw_body, header_value)
+end
+
+-- X's tokens are base64/base64url of a UUID (48 chars seen). Anything else
+-- is refused: otherwise the CRC endpoint signs any string with the key that
+-- signs deliveries, e.g. a forged event body (vercel/chat#775).
+local function token_shape_ok(t)
+  local n = #t
+  return n >= 16 and n <= 128 and not find(t, "[^A-Za-z0-9+/=_%-]")
+end
+M.crc_token_valid = function(t) return type(t) == "string" and token_shape_ok(t) end
+
+---------------------------------------------------------------------------
+-- Request helpers
+
+-- Header lookup in any case: exact lowercase (nginx's get_headers() table
+-- answers any case through it), canonical case, then a scan.
+local function header(headers, lname, cname)
+  local v = headers[lname]
+  if v == nil then v = headers[cname] end
+  if v == nil then
+    local n = #lname
+    for k, val in pairs(headers) do
+      if type(k) == "string" and #k == n and lower(k) == lname then
+        v = val
+        break
+      end
+    end
+  end
+  return v
+end
+
+local function unhex(h) return char(tonumber(h, 16)) end
+
+-- crc_token from the raw query string: percent-decoded but '+' kept, since
+-- X's base64 tokens hold '+' and a form decoder would turn it into a space.
+local function token_from_raw(raw)
+  local token, count = nil, 0
+  local pos = 1
+  while true do
+    local s, e = find(raw, "crc_token=", pos, true)
+    if not s then break end
+    if s == 1 or sub(raw, s - 1, s - 1) == "&" then
+      count = count + 1
+      local stop = find(raw, "&", e + 1, true)
+      token = sub(raw, e + 1, stop and stop - 1 or #raw)
+    end
+    pos = e + 1
+  end
+  if count > 1 then return nil, "repeated crc_token" end
+  if token and find(token, "%", 1, true) then token = gsub(token, "%%(%x%x)", unhex) end
+  return token
+end
+
+local function crc_token(req)
+  local raw = req.raw_query
+  if type(raw) == "string" and raw ~= "" then
+    return token_from_raw(raw)
+  end
+  local q = req.query
+  local t = type(q) == "table" and q.crc_token or nil
+  if type(t) == "table" then return nil, "repeated crc_token" end
+  if type(t) ~= "string" then return nil end
+  -- A decoded query turned a literal '+' into ' '; spaces never occur in a token.
+  if find(t, " ", 1, true) then t = gsub(t, " ", "+") end
+  return t
+end
+
+local function reply(status, body, ctype)
+  return { status = status, headers = { ["Content-Type"] = ctype }, body = body }
+end
+
+local function text(status, msg)
+  return reply(status, msg .. "\n", "text/plain")
+end
+
+---------------------------------------------------------------------------
+-- The Webhook object (webhook.handler wraps one in a function)
+
+local Webhook = {}
+Webhook.__index = Webhook
+
+local INSECURE = "[insecure_skip_verify: signatures NOT verified] "
+
+function Webhook:_log(level, msg)
+  local log = self._log_fn
+  if not log then return end
+  if self.insecure then msg = INSECURE .. msg end
+  log(level, msg)
+end
+
+-- true, or false and a reason. Either header passes when its secret verifies
+-- it; a bad first header does not sink a good OAuth 2.0 one.
+function Webhook:_verify_any(headers, msg)
+  local sig = header(headers, SIG_HEADER, SIG_HEADER_C)
+  local secret2 = self._secret2
+  local sig2 = secret2 and header(headers, SIG2_HEADER, SIG2_HEADER_C) or nil
+  if type(sig) == "table" or type(sig2) == "table" then
+    return false, "repeated signature header"
+  end
+  local ok, reason
+  if sig ~= nil then
+    ok, reason = verify(self._secret, msg, sig)
+    if ok then return true end
+  end
+  if sig2 ~= nil then
+    local ok2, reason2 = verify(secret2, msg, sig2)
+    if ok2 then return true end
+    reason = reason or reason2
+  end
+  return false, reason or "missing signature header"
+end
+
+local ALLOW = "GET, POST"
+
+function Webhook:_get(req, headers)
+  local token, err = crc_token(req)
+  if not token then
+    err = err or "missing crc_token"
+    self:_log("info", "CRC refused: " .. err)
+    return text(400, err)
+  end
+  if not token_shape_ok(token) then
+    self:_log("warn", "CRC refused: crc_token does not have the shape of an X token")
+    return text(400, "invalid crc_token")
+  end
+  if not self.insecure then
+    local sig = header(headers, SIG_HEADER, SIG_HEADER_C)
+    local sig2 = self._secret2 and header(headers, SIG2_HEADER, SIG2_HEADER_C)
+    if sig ~= nil or sig2 then
+      -- X signs the query string as sent ("crc_token=...&nonce=...").
+      local qs = req.raw_query
+      if type(qs) ~= "string" or qs == "" then
+        local q = type(req.query) == "table" and req.query or {}
+        qs = "crc_token=" .. token
+        if type(q.nonce) == "string" then qs = qs .. "&nonce=" .. q.nonce end
+      end
+      local ok, reason = self:_verify_any(headers, qs)
+      if not ok then
+        self:_log("warn", "CRC refused: " .. reason)
+        return text(401, "invalid signature")
+      end
+    end
+  end
+  return reply(200, '{"response_token":"' .. PREFIX
+    .. b64encode(hmac_sha256(self._secret, token)) .. '"}', "application/json")
+end
+
+function Webhook:_post(req, headers)
+  local body = req.body
+  if body == nil then body = "" end
+  if type(body) ~= "string" then
+    error("bad argument 'request.body' to 'handler' (string expected, got "
+      .. type(body) .. ")", 3)
+  end
+  if self.insecure then
+    self:_log("warn", "accepting a POST without checking its signature")
+  else
+    local ok, reason = self:_verify_any(headers, body)
+    if not ok then
+      self:_log("warn", "POST refused: " .. reason)
+      return text(401, "invalid signature")
+    end
+  end
+  local list, err = events.parse(body)
+  if not list then
+    self:_log("warn", "POST refused: " .. err)
+    return text(400, "invalid JSON")
+  end
+  return { status = 200, headers = {}, body = "" }, list
+end
+
+--- wh:process(request) -> response, events
+-- Everything but the dispatch: `events` is set only for an accepted POST,
+-- so an adapter can answer first and dispatch afterwards.
+function Webhook:process(req)
+  if type(req) ~= "table" then
+    error("bad argument 'request' to 'handler' (table expected, got " .. type(req) .. ")", 2)
+  end
+  local headers = req.headers
+  if headers == nil then headers = {} end
+  local method = req.method
+  if method ~= "POST" and method ~= "GET" and type(method) == "string" then
+    method = upper(method)
+  end
+  if method == "POST" then return self:_post(req, headers) end
+  if method == "GET" then return self:_get(req, headers) end
+  local res = text(405, "method not allowed")
+  res.headers.Allow = ALLOW
+  return res
+end
+
+--- wh:dispatch(events) -> count. Handler errors go to on_error (or the log);
+-- they never escape.
+function Webhook:_report(err, ev)
+  local on_error = self._on_error
+  if on_error then
+    local ok, err2 = pcall(on_error, err, ev)
+    if not ok then self:_log("error", "on_error raised: " .. tostring(err2)) end
+  else
+    self:_log("error", format("event handler failed (%s %s): %s",
+      tostring(ev.type), tostring(ev.id), tostring(err)))
+  end
+end
+
+function Webhook:dispatch(list)
+  local n, errs = self._router:dispatch(list)
+  if errs then
+    for i = 1, #errs do self:_report(errs[i].err, errs[i].event) end
+  end
+  return n or 0
+end
+
+--- wh:handle(request) -> response: process, then dispatch before returning.
+function Webhook:handle(req)
+  local res, list = self:process(req)
+  if list then self:dispatch(list) end
+  return res
+end
+
+function Webhook:__tostring()
+  return format("account_activity.webhook(oauth2 secret: %s%s)",
+    self._secret2 and "yes" or "no", self.insecure and ", INSECURE: signatures not verified" or "")
+end
+
+local function default_log(level, msg)
+  if level == "error" or level == "warn" then
+    io.stderr:write("account_activity.webhook [", level, "] ", msg, "\n")
+  end
+end
+
+--- webhook.new(opts) -> Webhook (see handler for opts).
+function M.new(opts, fname)
+  fname = fname or "new"
+  -- Errors point at the user's call, through handler() when it is the caller.
+  local lvl = fname == "new" and 2 or 3
+  if type(opts) ~= "table" then
+    error("bad argument #1 to '" .. fname .. "' (options table expected, got "
+      .. type(opts) .. ")", lvl)
+  end
+  check_secret(opts.consumer_secret, "consumer_secret", fname, lvl + 1)
+  if opts.oauth2_client_secret ~= nil then
+    check_secret(opts.oauth2_client_secret, "oauth2_client_secret", fname, lvl + 1)
+  end
+  for _, name in ipairs { "on_event", "on_error", "log" } do
+    if opts[name] ~= nil and type(opts[name]) ~= "function" then
+      error(format("bad argument '%s' to '%s' (function expected, got %s)",
+        name, fname, type(opts[name])), lvl)
+    end
+  end
+  local router, own_router = opts.router, false
+  if router ~= nil then
+    if type(router) ~= "table" or type(router.dispatch) ~= "function" then
+      error("bad argument 'router' to '" .. fname .. "' (router expected, got "
+        .. type(router) .. ")", lvl)
+    end
+    if opts.on_event then
+      error("bad argument 'on_event' to '" .. fname .. "' (give on_event or router, not both)", lvl)
+    end
+  elseif opts.on_event then
+    -- Exact: on_event sees every event once, whatever its type.
+    router = events.router { exact = true }
+    router:on("*", opts.on_event)
+    own_router = true
+  else
+    error("bad argument 'on_event' to '" .. fname .. "' (on_event or router required)", lvl)
+  end
+  if opts.dedupe then
+    if router.dedupe then router:dedupe(opts.dedupe) end
+  end
+  local self = setmetatable({
+    _secret = opts.consumer_secret,
+    _secret2 = opts.oauth2_client_secret,
+    _router = router,
+    _on_error = opts.on_error,
+    _log_fn = opts.log == nil and default_log or opts.log,
+    insecure = opts.insecure_skip_verify == true,
+  }, Webhook)
+  if own_router then
+    -- Report errors as they happen, in event order.
+    router.on_error = function(err, ev) self:_report(err, ev) end
+  end
+  if self.insecure then
+    self:_log("warn", "webhook handler created with insecure_skip_verify = true")
+  end
+  return self
+end
+
+--- webhook.handler(opts) -> function(request) -> response
+-- opts: consumer_secret (required), oauth2_client_secret, on_event = fn(event)
+-- or router = events.router(), on_error = fn(err, event), dedupe = n,
+-- insecure_skip_verify = false, log = fn(level, msg) (default: warnings and
+-- errors to stderr; pass function() end to silence).
+-- request: { method, path, query = {...}, raw_query = "...", headers = {...}
+-- (any case), body = "..." }; response: { status, headers, body }.
+function M.handler(opts)
+  local wh = M.new(opts, "handler")
+  return function(request)
+    return wh:handle(request)
+  end
+end
+
+M.Webhook = Webhook
+
+return M
