@@ -83,8 +83,37 @@ lint:
 memcheck: both
 	sh spec/run --memcheck
 
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
 asan:
-	$(MAKE) LUA=lua5.4 BUILD=build/asan CC=clang \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	$(MAKE) LUA=lua5.4 BUILD=build/asan CC=clang CFLAGS="$(ASAN_FLAGS)"
 	$(MAKE) LUA=luajit
+	clang $(ASAN_FLAGS) -o build/asan/lua5.4 spec/support/lua_asan.c $(shell $(PKG) --cflags --libs lua5.4)
 	sh spec/run --asan
+
+# libFuzzer targets (clang, libfuzzer-14-dev): every C entry point that takes
+# outside input. Seeds live in fuzz/corpus/<target>; new inputs go to build/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := percent base64 oauth1 verify headers
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -std=c99 -D_POSIX_C_SOURCE=200809L -Isrc $(shell $(PKG) --cflags lua5.4 libcurl libcrypto)
+FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto)
+
+build/fuzz/fuzz_headers: fuzz/fuzz_headers.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_headers.c src/core.c src/crypto.c src/oauth1.c $(FUZZ_LIBS)
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(SRCS) $(FUZZ_LIBS)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; cp -n fuzz/corpus/$$t/* build/fuzz/corpus/$$t/ 2>/dev/null; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; rc=$$?; \
+	  grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|Done' build/fuzz/$$t.log; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 build/fuzz/$$t.log; echo "fuzz_$$t FAILED"; exit 1; fi; \
+	done

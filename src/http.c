@@ -413,9 +413,10 @@ static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri,
 /* ---- results ------------------------------------------------------------ */
 
 static void push_headers(lua_State *L, transfer *t) {
-    char *p = t->hdrs.data, *end = p + t->hdrs.len;
+    char *p = t->hdrs.data, *end;
     lua_newtable(L);
     if (p == NULL) return;
+    end = p + t->hdrs.len;
     while (p < end) {
         char *eol = memchr(p, '\n', (size_t)(end - p));
         char *line_end = eol ? eol : end, *colon, *v, *ve, *c;

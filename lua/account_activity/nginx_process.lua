@@ -60,8 +60,17 @@ function M.lua_paths()
   local ep, ec = os.getenv("AA_NGINX_LUA_PATH"), os.getenv("AA_NGINX_LUA_CPATH")
   if ep then path[#path + 1] = ep end
   if ec then cpath[#cpath + 1] = ec end
-  path[#path + 1] = "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;;"
-  cpath[#cpath + 1] = "/usr/local/lib/lua/5.1/?.so;;"
+  -- LuaJIT's standard places, spelled out: ";;" would splice in the
+  -- LUA_PATH/LUA_CPATH inherited from a Lua 5.4 parent, whose C modules
+  -- cannot load into nginx's LuaJIT.
+  path[#path + 1] = "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;"
+    .. "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua"
+  local multiarch = "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so"
+  local p = io.popen("dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null")
+  local arch = p and p:read("*l")
+  if p then p:close() end
+  if arch and arch ~= "" then multiarch = "/usr/lib/" .. arch .. "/lua/5.1/?.so" end
+  cpath[#cpath + 1] = "/usr/local/lib/lua/5.1/?.so;" .. multiarch .. ";/usr/lib/lua/5.1/?.so"
   return table.concat(path, ";"), table.concat(cpath, ";")
 end
 
