@@ -236,7 +236,7 @@ describe("core.session", function()
     local reqs = {}
     for i = 1, 1000 do reqs[i] = { method = "GET", url = url("/echo?i=" .. i) } end
     local done, max_active = 0, 0
-    local results, cberrs = s:perform(reqs, { concurrency = 32, on_done = function(i, res, err)
+    local results, cberrs = s:perform(reqs, { concurrency = 32, on_done = function(_, res, err)
       done = done + 1
       assert(res and not err)
       assert(res.status == 200)
