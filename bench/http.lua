@@ -53,5 +53,8 @@ local rows = {
   { "python http.client, one connection", py or "unavailable", "req/s", "ours: " .. lib.ratio(ours, py) .. " (target >= 1.3x)" },
   { "Session:perform, 32 in flight, +20 ms server", batch_rate, "req/s", ("%.0f%% of ideal %.0f/s (target >= 90%%)"):format(100 * batch_rate / ideal, ideal) },
 }
+lib.result("http: Session:request sequential", ours, "bare C libcurl", bare, "req/s", ">= 0.8x")
+lib.result("http: Session:request sequential", ours, "python http.client", py, "req/s", ">= 1.3x")
+lib.result("http: Session:perform 32 x 20 ms", batch_rate, "ideal 32/20ms", ideal, "req/s", ">= 0.9x")
 lib.print_table("HTTP through core.session against local nginx", rows)
 return { rows = rows }

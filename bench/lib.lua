@@ -60,6 +60,14 @@ function M.print_table(title, rows)
   end
 end
 
+--- One machine-readable line for bench/run's summary table:
+-- "@@ measurement|ours|peer|peer value|unit|ratio|target".
+function M.result(measurement, ours, peer, peer_value, unit, target)
+  local function num(v) return type(v) == "number" and ("%.1f"):format(v) or "n/a" end
+  print(("@@ %s|%s|%s|%s|%s|%s|%s"):format(measurement, num(ours), peer or "", num(peer_value), unit or "",
+    M.ratio(ours, peer_value), target or ""))
+end
+
 function M.ratio(a, b)
   if type(a) ~= "number" or type(b) ~= "number" or b == 0 then return "n/a" end
   return ("%.2fx"):format(a / b)

@@ -34,5 +34,8 @@ local rows = {
   { "node oauth-1.0a authorize+toHeader", node or "unavailable", "headers/s", "ours: " .. lib.ratio(ours, node) .. " (target >= 3x)" },
   { "C floor: HMAC-SHA1 only over the base string", floor or "unavailable", "ops/s", "ours at " .. lib.ratio(ours, floor) .. " of the floor" },
 }
+lib.result("sign: oauth1_header, Lua 5.4", ours, "python3-oauthlib", oauthlib, "headers/s", ">= 20x")
+lib.result("sign: oauth1_header, Lua 5.4", ours, "node oauth-1.0a", node, "headers/s", ">= 3x")
+lib.result("sign: oauth1_header, Lua 5.4", ours, "C floor (HMAC only)", floor, "headers/s", "reference")
 lib.print_table("OAuth 1.0a signing, X-API.md 8.3 Subscribe request (fresh nonce each)", rows)
 return { rows = rows, ours = ours, oauthlib = oauthlib, node = node, floor = floor }

@@ -156,6 +156,13 @@ local ok_run, run_err = pcall(function()
   print(("| POST signed event, async = true (timer)  | %s  | %s       |")
     :format(num(event_async), ratio(event_async, static_post)))
   print("target: >= 80 % of `return 200`")
+  local function result(m, ours, peer, pv, target)
+    local function n(v) return v and ("%.1f"):format(v) or "n/a" end
+    print(("@@ %s|%s|%s|%s|req/s|%s|%s"):format(m, n(ours), peer, n(pv),
+      ours and pv and ("%.2fx"):format(ours / pv) or "n/a", target))
+  end
+  result("webhook: CRC GET (wrk -c32, 1 worker)", crc, "nginx return 200", static_get, ">= 0.8x")
+  result("webhook: signed 2 KB event POST", event, "nginx return 200", static_post, ">= 0.8x")
 end)
 server:stop()
 
@@ -167,6 +174,11 @@ print("| ----------- | ---------- | ------- |")
 for _, row in ipairs(micro_rows) do
   print(("| %-11s | %10s | %s |"):format(row[1], row[2] and string.format("%.0f", row[2]) or "n/a",
     row[2] and node_ops and string.format("%5.2fx", row[2] / node_ops) or "  n/a"))
+end
+for _, row in ipairs(micro_rows) do
+  print(("@@ webhook: verify+decode+dispatch 2 KB, %s|%s|Node createHmac+timingSafeEqual+JSON.parse|%s|ops/s|%s|>= 1x (Lua 5.4)"):format(
+    row[1], row[2] and ("%.1f"):format(row[2]) or "n/a", node_ops and ("%.1f"):format(node_ops) or "n/a",
+    row[2] and node_ops and ("%.2fx"):format(row[2] / node_ops) or "n/a"))
 end
 print(("| %-11s | %10s | %s |"):format("Node " .. sh("node --version"):gsub("%s+$", ""),
   node_ops and string.format("%.0f", node_ops) or "n/a", " 1.00x"))

@@ -96,14 +96,18 @@ function H.receiver(secret)
     local core = require "account_activity.core"
     local cjson = require "cjson.safe"
     local d = ngx.shared.recv
-    local mode = ngx.var.uri:match("^/(%w+)") or "ok"
+    local mode = d:get("mode") or ngx.var.uri:match("^/(%w+)") or "ok"
+    if ngx.var.uri == "/_mode" then d:set("mode", ngx.var.arg_m ~= "" and ngx.var.arg_m or nil); return ngx.say("{}") end
     if ngx.var.uri == "/_received" then
-      if ngx.req.get_method() == "DELETE" then d:flush_all(); return ngx.say("{}") end
+      if ngx.req.get_method() == "DELETE" then
+        local m = d:get("mode"); d:flush_all(); d:set("mode", m); return ngx.say("{}")
+      end
       local out = {}
       for i = 1, d:get("n") or 0 do out[#out + 1] = cjson.decode(d:get("r:" .. i)) end
       ngx.header["Content-Type"] = "application/json"
       return ngx.print(#out == 0 and "[]" or cjson.encode(out))
     end
+    if ngx.var.uri == "/_crc_last" then return ngx.print(d:get("crc_last") or "{}") end
     if ngx.req.get_method() == "GET" then
       local args = ngx.req.get_uri_args()
       local n = d:incr("crc", 1, 0)
@@ -142,6 +146,14 @@ function H.receiver(secret)
   function r:received()
     local res = assert(session:request { method = "GET", url = srv.url .. "/_received" })
     return cjson.decode(res.body)
+  end
+  function r:last_crc()
+    local res = assert(session:request { method = "GET", url = srv.url .. "/_crc_last" })
+    return cjson.decode(res.body)
+  end
+  --- Force every CRC answer to `mode` (nil: back to the path's mode).
+  function r:set_mode(mode)
+    assert(session:request { method = "POST", url = srv.url .. "/_mode?m=" .. (mode or "") })
   end
   function r:clear() session:request { method = "DELETE", url = srv.url .. "/_received" } end
   function r:stop() session:close(); srv:stop() end
