@@ -112,7 +112,7 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	  mkdir -p build/fuzz/corpus/$$t; cp -n fuzz/corpus/$$t/* build/fuzz/corpus/$$t/ 2>/dev/null; \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 -artifact_prefix=build/fuzz/$$t- \
 	    build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; rc=$$?; \
 	  grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|Done' build/fuzz/$$t.log; \
 	  if [ $$rc -ne 0 ]; then tail -n 40 build/fuzz/$$t.log; echo "fuzz_$$t FAILED"; exit 1; fi; \
