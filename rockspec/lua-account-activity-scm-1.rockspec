@@ -24,7 +24,9 @@ dependencies = {
    "lua-cjson",
 }
 external_dependencies = {
-   CURL = { header = "curl/curl.h", library = "curl" },
+   -- library only: Debian keeps curl.h under a multiarch include folder that
+   -- the compiler searches but LuaRocks's header probe does not
+   CURL = { library = "curl" },
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 build = {
@@ -37,17 +39,8 @@ build = {
          libraries = { "curl", "crypto" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
-      ["account_activity"] = "lua/account_activity/init.lua",
-      ["account_activity.client"] = "lua/account_activity/client.lua",
-      ["account_activity.endpoints"] = "lua/account_activity/endpoints.lua",
-      ["account_activity.errors"] = "lua/account_activity/errors.lua",
-      ["account_activity.docs"] = "lua/account_activity/docs.lua",
-      ["account_activity.webhook"] = "lua/account_activity/webhook.lua",
-      ["account_activity.events"] = "lua/account_activity/events.lua",
-      ["account_activity.nginx"] = "lua/account_activity/nginx.lua",
-      ["account_activity.nginx_process"] = "lua/account_activity/nginx_process.lua",
-      ["account_activity.transport.curl"] = "lua/account_activity/transport/curl.lua",
-      ["account_activity.transport.ngx"] = "lua/account_activity/transport/ngx.lua",
+      -- The Lua modules are everything under lua/, which LuaRocks installs
+      -- as is (spec/package_spec.lua checks that none is left out).
    },
    install = {
       bin = { ["account-activity"] = "bin/account-activity" },
