@@ -129,6 +129,8 @@ describe("emulator v2", function()
       local st = emu:control("GET", "/_emulator/state")
       return st.webhooks[1].replay_running == nil
     end, 5)
+    emu:control("POST", "/_emulator/config", { replay = { hold_ms = 1500 } })
+    finally(function() emu:control("POST", "/_emulator/config", { replay = { hold_ms = 0 } }) end)
     local old = c:call("POST", AA .. "/replay/webhooks/" .. wh.id .. "/subscriptions/all",
       { query = { from_date = from, to_date = os.date("!%Y%m%d%H%M", now + 60) } })
     assert.equal(200, old.status, old.body)

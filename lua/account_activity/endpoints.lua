@@ -442,4 +442,201 @@ M.decoders = {
   invalidated = function() return true end,
 }
 
+---------------------------------------------------------------------------
+-- The X Activity API (XAA): subscriptions per (event_type, filter) and the
+-- stream. Not a flavour: activity.lua and stream.lua reach these from every
+-- client. Paths, limits, shapes and the auth policy are data here because X
+-- has moved each of them at least once (X-API.md Part 2, 3.1-3.8).
+---------------------------------------------------------------------------
+
+local XAA = "/2/activity"
+M.xaa = {
+  create = {
+    method = "POST", path = XAA .. "/subscriptions",
+    -- 204 with no body was seen in practice; the id is then looked up.
+    success = ok(200, 201, 204), decode = "activity_subscription",
+  },
+  list = {
+    method = "GET", path = XAA .. "/subscriptions", auth = "app",
+    success = ok(200), decode = "activity_subscription_list",
+    max_results = 1000, -- spec 2.167 (2.159 said 100)
+    max_pages = 10000,  -- a server repeating tokens must not spin us forever
+  },
+  update = {
+    method = "PUT", path = XAA .. "/subscriptions/{id}", auth = "app",
+    success = ok(200, 204), decode = "activity_subscription",
+  },
+  delete = {
+    method = "DELETE", path = XAA .. "/subscriptions/{id}", auth = "app",
+    success = ok(200, 204), decode = "activity_deleted",
+  },
+  delete_many = {
+    method = "DELETE", path = XAA .. "/subscriptions", auth = "app",
+    success = ok(200, 204), decode = "activity_bulk_deleted",
+    max_ids = 100,
+  },
+  stream = {
+    method = "GET", path = XAA .. "/stream", auth = "app",
+    max_backfill_minutes = 5,
+    connections = 2,                          -- per app
+    connects = 450, connect_window = 15 * 60, -- connect requests per window
+    backoff_min = 1, backoff_max = 64, jitter = 0.25,
+  },
+  filter_keys = { user_id = "id", keyword = "string", direction = "direction" },
+  directions = { inbound = true, outbound = true },
+  keyword_max = 150, tag_max = 200,
+}
+
+--- Which token creates a subscription, by event type (X-API.md 3.1, 3.4).
+-- Public events take the app bearer; private ones the filtered user's own
+-- OAuth 1.0a tokens (CXA found OAuth 1.0a necessary). Prefixes end in ".".
+-- Anything unlisted (follow.*, spaces.*, oauth.revoke, types X adds later)
+-- starts with the bearer and falls back to the user's tokens on a 403 that
+-- asks for user context.
+M.xaa.auth = {
+  public = {
+    "profile.update.", "post.create", "post.delete", "broadcast.start", "broadcast.end", "news.new",
+  },
+  private = {
+    "dm.", "chat.", "like.", "mute.", "block.", "post.mention.create", "post.reply.create",
+    "post.quote.create", "post.repost.create", "broadcast.chat",
+  },
+  -- Texts of a 403 that mean "try again with the user's tokens" (PRAC).
+  user_context_hints = {
+    "oauthaccesstokenrequired", "user context", "private events", "authorized your application",
+  },
+}
+
+--- What an AAA subscription delivered for a user, as XAA subscriptions
+-- (X-API.md Part 2, 3.8: derived, not X's own table).
+M.xaa.aaa_mirror = {
+  { event_type = "post.create",         aaa = "tweet_create_events (the user's posts, replies, quotes, retweets)" },
+  { event_type = "post.mention.create", aaa = "tweet_create_events (@mentions of the user)" },
+  { event_type = "post.reply.create",   aaa = "tweet_create_events (replies to the user's posts)" },
+  { event_type = "post.quote.create",   aaa = "tweet_create_events (quotes of the user's posts)" },
+  { event_type = "post.repost.create",  aaa = "tweet_create_events (retweets of the user's posts)" },
+  { event_type = "post.delete",         aaa = "tweet_delete_events" },
+  { event_type = "like.create",         aaa = "favorite_events (both directions: no direction filter)" },
+  { event_type = "follow.follow",       aaa = "follow_events (type follow)" },
+  { event_type = "follow.unfollow",     aaa = "follow_events (type unfollow)" },
+  { event_type = "block.block",         aaa = "block_events (type block)" },
+  { event_type = "block.unblock",       aaa = "block_events (type unblock)" },
+  { event_type = "mute.mute",           aaa = "mute_events (type mute)" },
+  { event_type = "mute.unmute",         aaa = "mute_events (type unmute)" },
+  { event_type = "dm.sent",             aaa = "direct_message_events (sent)" },
+  { event_type = "dm.received",         aaa = "direct_message_events (received)" },
+  { event_type = "dm.indicate_typing",  aaa = "direct_message_indicate_typing_events" },
+  { event_type = "dm.read",             aaa = "direct_message_mark_read_events" },
+}
+
+--- XChat counterparts of direct_message_events, added by mirror_user{xchat = true}.
+M.xaa.aaa_mirror_xchat = {
+  { event_type = "chat.sent",     aaa = "direct_message_events (XChat, sent)" },
+  { event_type = "chat.received", aaa = "direct_message_events (XChat, received)" },
+}
+
+--- What AAA delivered that no XAA subscription reproduces.
+M.xaa.aaa_unmapped = {
+  { aaa = "retweets of quoted posts", reason = "no XAA event type identified" },
+  { aaa = "user_has_blocked (flag on mention deliveries)", reason = "no known XAA field" },
+  { aaa = "user_event (revoke)",
+    reason = "oauth.revoke has an empty filter: not a per-user subscription; whether XAA sends it unasked is not documented" },
+  { aaa = "replies, quotes and retweets beyond the direct ones",
+    reason = "post.reply/quote/repost.create cover direct replies, quotes and reposts only" },
+}
+
+-- A subscription object from any of the shapes of X-API.md 3.3.
+local function xaa_subscription(s)
+  if type(s) ~= "table" then return nil end
+  local id = id_string(s.subscription_id) or id_string(s.id)
+  local f = type(s.filter) == "table" and s.filter or {}
+  local filter = {}
+  for k, v in pairs(f) do
+    if k == "user_id" then filter.user_id = id_string(v) else filter[k] = v end
+  end
+  local sub = {
+    id = id,
+    event_type = type(s.event_type) == "string" and s.event_type or nil,
+    filter = filter,
+    tag = type(s.tag) == "string" and s.tag or nil,
+    webhook_id = id_string(s.webhook_id),
+    created_at = s.created_at,
+    updated_at = s.updated_at,
+  }
+  return sub
+end
+M.xaa_subscription = xaa_subscription
+
+-- The one subscription inside a create/update body, whatever its wrapping:
+-- data.subscription, flat data, data as an array of one, or bare.
+local function xaa_one(json)
+  if type(json) ~= "table" then return nil end
+  local d = json.data
+  if d == nil then d = json end
+  if type(d) ~= "table" then return nil end
+  if type(d.subscription) == "table" then d = d.subscription end
+  if d[1] ~= nil then d = d[1] end
+  if type(d) ~= "table" then return nil end
+  if d.subscription_id == nil and d.id == nil and d.event_type == nil then return nil end
+  return xaa_subscription(d)
+end
+
+M.decoders.activity_subscription = function(json)
+  -- A 204 (or a body without the object) is not a failure: activity.lua
+  -- looks the subscription up. Return an empty marker, never nil.
+  return xaa_one(json) or { id = nil, filter = {} }
+end
+
+M.decoders.activity_subscription_list = function(json)
+  if json == nil then return {} end
+  if type(json) ~= "table" then return nil, "expected a subscription list" end
+  local d = json.data
+  if d == nil then return {} end
+  if type(d) == "table" and type(d.subscriptions) == "table" then d = d.subscriptions end
+  if type(d) ~= "table" or (next(d) ~= nil and d[1] == nil) then
+    return nil, "expected data to be a list of subscriptions"
+  end
+  local out = {}
+  for _, s in ipairs(d) do
+    local sub = xaa_subscription(s)
+    if not sub or not sub.id then return nil, "subscription without a subscription_id in the list" end
+    out[#out + 1] = sub
+  end
+  return out
+end
+
+M.decoders.activity_deleted = function(json)
+  local d = unwrap(json)
+  if type(d) == "table" and (d.deleted == false or d.deleted == "false") then
+    return nil, "X answered deleted = false"
+  end
+  return true
+end
+
+-- {subscription_id, deleted} items in data, {subscription_id, reason,
+-- message} in errors; the per-id sorting is activity.lua's.
+M.decoders.activity_bulk_deleted = function(json)
+  if json == nil then return { data = nil, errors = {} } end
+  if type(json) ~= "table" then return nil, "expected a bulk delete result" end
+  local data
+  if type(json.data) == "table" then
+    data = {}
+    for _, item in ipairs(json.data) do
+      if type(item) == "table" then
+        local id = id_string(item.subscription_id) or id_string(item.id)
+        if id then data[#data + 1] = { id = id, deleted = item.deleted ~= false and item.deleted ~= "false" } end
+      end
+    end
+  end
+  local errs = {}
+  for _, e in ipairs(type(json.errors) == "table" and json.errors or {}) do
+    if type(e) == "table" then
+      local id = id_string(e.subscription_id) or id_string(e.resource_id) or id_string(e.value)
+      errs[#errs + 1] = { id = id, reason = e.reason, message = e.message or e.detail or e.title,
+                          title = e.title, detail = e.detail, type = e.type }
+    end
+  end
+  return { data = data, errors = errs, total = json.meta and json.meta.total_subscriptions }
+end
+
 return M

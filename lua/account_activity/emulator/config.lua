@@ -49,7 +49,7 @@ local DEFAULTS = {
   crc = { timeout_ms = 3000 },
   oauth = { timestamp_window = 300, check_nonce = true },
   rate_limits = { enforce = false, window = 900, limits = {} },
-  replay = { strict = false, max_age_days = 5, v2_max_age_hours = 24 },
+  replay = { strict = false, max_age_days = 5, v2_max_age_hours = 24, hold_ms = 0 },
   delivery = { timeout_ms = 3000 },
   latency_ms = 0,
   log_max = 5000,

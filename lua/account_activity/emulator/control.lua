@@ -166,6 +166,11 @@ H["GET health"] = function()
   return send(200, { ok = true, pid = ngx.worker.pid() })
 end
 
+-- X Activity API: deliver events, end streams, inspect (xaa.lua)
+for name, fn in pairs(require("account_activity.emulator.xaa").CONTROL) do
+  H[name] = function(body) return send(fn(body)) end
+end
+
 H["GET "] = function()
   local names = {}
   for k in pairs(H) do names[#names + 1] = k:gsub(" ", " /_emulator/") end

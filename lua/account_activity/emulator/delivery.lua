@@ -106,6 +106,10 @@ function M.start_replay(wh, from, to, cfg)
 end
 
 function M.run_replay(job, cfg)
+  -- replay.hold_ms keeps a job running a while, so a test can meet the
+  -- "job already running" answer without racing the job's end
+  local hold = cfg.replay and tonumber(cfg.replay.hold_ms) or 0
+  if hold > 0 then ngx.sleep(hold / 1000) end
   local wh = state.webhook(job.webhook_id)
   local complete = false
   local delivered, failed = 0, 0

@@ -19,6 +19,7 @@ M.DEFAULTS = {
   ["v2.count"] = 15, ["v2.replay_aaa"] = 5,
   ["oauth2.token"] = 450, ["oauth2.invalidate"] = 450,
 }
+for name, n in pairs(require("account_activity.emulator.xaa").RATE_LIMITS) do M.DEFAULTS[name] = n end
 
 local function limit_of(cfg, name)
   local rl = cfg.rate_limits or {}

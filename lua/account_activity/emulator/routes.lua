@@ -5,6 +5,7 @@
 local v1 = require "account_activity.emulator.api_v1"
 local v2 = require "account_activity.emulator.api_v2"
 local oauth2 = require "account_activity.emulator.api_oauth2"
+local xaa = require "account_activity.emulator.xaa"
 
 local P = v1.premium
 local AA = "^/1%.1/account_activity"
@@ -56,6 +57,9 @@ local R = {
   { "POST", "^/oauth2/token$", "oauth2.token", "oauth2", { "basic" }, oauth2.token },
   { "POST", "^/oauth2/invalidate_token$", "oauth2.invalidate", "oauth2", { "basic", "user_app" }, oauth2.invalidate },
 }
+
+-- X Activity API (subscriptions, stream): rows kept in xaa.lua
+for _, r in ipairs(xaa.ROUTES) do R[#R + 1] = r end
 
 local M = {}
 
