@@ -83,6 +83,14 @@ lint:
 memcheck: both
 	sh spec/run --memcheck
 
+# 100,000 client requests and 100,000 signed events; RSS must stay flat.
+# (make test runs the same spec with AA_SOAK_N=4000.)
+soak: both
+	AA_SOAK_N=$${AA_SOAK_N:-100000} SPECS=spec/soak_spec.lua sh spec/run
+
+bench: both
+	sh bench/run
+
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 asan:
