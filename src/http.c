@@ -1008,33 +1008,29 @@ static const luaL_Reg funcs[] = {
     {"session", l_session_new},
     {NULL, NULL}};
 
+/* One metatable per class: methods in __index (so metamethods are not
+ * callable as methods), close doubling as __gc and __close, and a protected
+ * __metatable so Lua code cannot swap the finalizer. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction close, lua_CFunction tostring) {
+    if (aa_newmetatable(L, name)) {
+        aa_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}
+
 void aa_open_http(lua_State *L) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (aa_newmetatable(L, SESSION_MT)) {
-        aa_newlib(L, session_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_session_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_session_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_session_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, "account_activity.Session");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
-    if (aa_newmetatable(L, STREAM_MT)) {
-        aa_newlib(L, stream_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_stream_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_stream_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_stream_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, "account_activity.Stream");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);
+    new_class(L, STREAM_MT, stream_methods, l_stream_close, l_stream_close, l_stream_tostring);
     aa_setfuncs(L, funcs, 0);
 }

@@ -227,12 +227,17 @@ static void parse_url(lua_State *L, aa_arena *a, signing *sg, const char *url, s
     }
 }
 
-static void add_oauth(aa_arena *a, signing *sg, const char *k, const char *v, size_t vl) {
+/* A protocol parameter: in the header and in the signed set. */
+static void add_oauth_n(aa_arena *a, signing *sg, const char *k, size_t kl, const char *v, size_t vl) {
     size_t ekl, evl;
-    const char *ek = enc(a, k, strlen(k), &ekl);
+    const char *ek = enc(a, k, kl, &ekl);
     const char *ev = enc(a, v, vl, &evl);
     pairs_push(a, &sg->oauth, ek, ekl, ev, evl);
     pairs_push(a, &sg->all, ek, ekl, ev, evl);
+}
+
+static void add_oauth(aa_arena *a, signing *sg, const char *k, const char *v, size_t vl) {
+    add_oauth_n(a, sg, k, strlen(k), v, vl);
 }
 
 /* Reads the request description at index 1 and computes the signature.
@@ -328,12 +333,7 @@ static void sign(lua_State *L, aa_arena *a, signing *sg, char sig[64], size_t *s
             v = lua_tolstring(L, -1, &vl);
             if (kl < 6 || memcmp(k, "oauth_", 6) != 0 || strcmp(k, "oauth_signature") == 0 || strlen(k) != kl)
                 luaL_argerror(L, 1, "field 'oauth_params' may only hold oauth_* names other than oauth_signature");
-            {
-                size_t ekl, evl;
-                const char *ek = enc(a, k, kl, &ekl), *ev = enc(a, v, vl, &evl);
-                pairs_push(a, &sg->oauth, ek, ekl, ev, evl);
-                pairs_push(a, &sg->all, ek, ekl, ev, evl);
-            }
+            add_oauth_n(a, sg, k, kl, v, vl);
             lua_pop(L, 1);
         }
     } else if (ty != LUA_TNIL) {
