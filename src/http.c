@@ -1014,7 +1014,8 @@ static const luaL_Reg funcs[] = {
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
                       lua_CFunction close, lua_CFunction tostring) {
     if (aa_newmetatable(L, name)) {
-        aa_newlib(L, methods);
+        lua_newtable(L);
+        aa_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, gc);
         lua_setfield(L, -2, "__gc");
