@@ -57,3 +57,22 @@ describe("the rockspec", function()
     end)
   end
 end)
+
+describe("the C build", function()
+  for _, cc in ipairs { "gcc", "clang" } do
+    for _, lua in ipairs { "lua5.4", "luajit" } do
+      it(("is -Wall -Wextra -Wpedantic -Werror clean with %s for %s, exports one symbol, links no Lua"):format(cc, lua), function()
+        local build = ("/tmp/aa-build-%s-%s-%d"):format(cc, lua, os.time())
+        local ok, out = sh(("cd %s && make -s LUA=%s CC=%s BUILD=%s"):format(root, lua, cc, build))
+        assert(ok, out)
+        local so = build .. "/account_activity/core.so"
+        local _, syms = sh("nm -D --defined-only " .. so .. " | awk '{print $3}' | grep -v '^_'")
+        assert.are.equal("luaopen_account_activity_core", (syms:gsub("%s*rc=%d+%s*$", "")))
+        local _, libs = sh("ldd " .. so)
+        assert.is_nil(libs:find("liblua", 1, true))
+        assert.is_nil(libs:find("libluajit", 1, true))
+        os.execute("rm -rf " .. build)
+      end)
+    end
+  end
+end)
