@@ -86,6 +86,27 @@ local function is_root()
   return uid == "0"
 end
 
+-- This Lua process's pid (Linux), for the watchdog below.
+local function own_pid()
+  local f = io.open("/proc/self/stat")
+  if not f then return nil end
+  local pid = f:read("*n")
+  f:close()
+  return pid
+end
+
+-- A detached shell that stops nginx (and removes its prefix) once the Lua
+-- process that started it is gone: a spec run that is killed or crashes
+-- must not leave servers behind. It exits by itself when nginx stops first.
+local function start_watchdog(server)
+  local parent = own_pid()
+  if not parent or not server.pid then return end
+  local script = ("while kill -0 %d 2>/dev/null && kill -0 %d 2>/dev/null; do sleep 1; done; "
+    .. "if kill -0 %d 2>/dev/null; then kill -TERM %d; sleep 1; kill -KILL %d 2>/dev/null; rm -rf %s; fi")
+    :format(parent, server.pid, server.pid, server.pid, server.pid, shell_quote(server.prefix))
+  run("sh -c " .. shell_quote(script) .. " </dev/null >/dev/null 2>&1 &")
+end
+
 local Server = {}
 Server.__index = Server
 
@@ -127,6 +148,8 @@ end
 -- opts.ports: how many free ports to hand it (default 1).
 -- opts.workers (default 1), opts.prefix (default: a new temporary folder),
 -- opts.main: extra main-context directives (e.g. `env FOO;`).
+-- opts.watchdog = false: let nginx outlive this process (a watchdog stops it
+-- otherwise when this process ends without calling :stop()).
 -- Returns a Server with .port, .ports, .prefix, .url, or nil, err.
 function M.start(opts)
   assert(type(opts) == "table" and type(opts.http) == "function",
@@ -181,7 +204,10 @@ function M.start(opts)
         run("sleep 0.01")
       end
       server.pid = pid
-      if pid then return server end
+      if pid then
+        if opts.watchdog ~= false then start_watchdog(server) end
+        return server
+      end
       last_err = "nginx started but wrote no pid file"
     else
       last_err = (read_file(prefix .. "/logs/start.out") or "") .. server:error_log()

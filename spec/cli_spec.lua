@@ -1,0 +1,282 @@
+-- bin/account-activity against the emulator: every command family, exit
+-- codes (0 / 1 API error / 2 usage), --json, --help, and no secret in any
+-- output. The commands run as real processes under this spec's interpreter.
+local emulator = require "account_activity.emulator"
+local cli = require "account_activity.cli"
+local cjson = require "cjson"
+
+local INTERP = os.getenv("AA_SPEC_INTERP") == "luajit" and "luajit"
+  or (rawget(_G, "jit") and "luajit" or "lua5.4")
+
+local emu, ep, cfg, cfg_file, users_file, events_file
+local outputs = {}
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Run the CLI; returns status, stdout, stderr.
+local function run(args, env)
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = (env or "") .. " " .. INTERP .. " bin/account-activity " .. args .. " >" .. out .. " 2>" .. err
+  local a, _, c = os.execute(cmd)
+  local status = type(a) == "number" and math.floor(a / 256) or c
+  local o, e = read(out), read(err)
+  os.remove(out)
+  os.remove(err)
+  outputs[#outputs + 1] = o .. e
+  return status, o, e
+end
+
+local function with_config(args)
+  return "--config " .. q(cfg_file) .. " --base-url " .. emu.url .. " " .. args
+end
+
+local function webhook_id()
+  local st = emu:control("GET", "/_emulator/state")
+  return st.webhooks[1] and st.webhooks[1].id
+end
+
+describe("account-activity CLI", function()
+  lazy_setup(function()
+    local err
+    emu, err = emulator.start { config = { users_count = 12 } }
+    assert(emu, err)
+    cfg = emu.config
+    cfg_file = os.tmpname()
+    local f = io.open(cfg_file, "w")
+    f:write(cjson.encode(cfg))
+    f:close()
+    users_file = os.tmpname()
+    f = io.open(users_file, "w")
+    local list = {}
+    for i = 1, 8 do list[i] = cfg.users[i] end
+    f:write(cjson.encode(list))
+    f:close()
+    events_file = os.tmpname()
+    ep, err = cli.start_endpoint { secret = cfg.app.consumer_secret, file = events_file }
+    assert(ep, err)
+  end)
+
+  lazy_teardown(function()
+    if ep then ep:stop() end
+    if emu then emu:stop() end
+    for _, p in ipairs { cfg_file, users_file, events_file } do if p then os.remove(p) end end
+  end)
+
+  it("prints help for the program and every command (exit 0)", function()
+    local st, out = run("--help")
+    assert.are.equal(0, st)
+    assert.matches("usage: account%-activity", out)
+    for _, cmd in ipairs { "webhooks", "subs", "replay", "health", "crc", "events", "activity" } do
+      local s, o = run(cmd .. " --help")
+      assert.are.equal(0, s, cmd)
+      assert.matches("usage: account%-activity " .. cmd, o)
+    end
+    local s, o = run("emulator --help")
+    assert.are.equal(0, s)
+    assert.matches("emulator", o)
+  end)
+
+  it("exits 2 on usage errors, with one line on stderr", function()
+    for _, args in ipairs { "", "bogus", "webhooks", "webhooks frob", "subs list", "subs list abc",
+                            "crc onlyone", "--concurrency 0 subs count", "webhooks list --nope" } do
+      local st, out, err = run(with_config(args))
+      assert.are.equal(2, st, args)
+      assert.are.equal("", out, args)
+      local _, lines = err:gsub("\n", "")
+      assert.are.equal(1, lines, args .. ": " .. err)
+      assert.matches("^account%-activity: ", err)
+    end
+    -- no credentials at all
+    local st, _, err = run("webhooks list", "env -u TWITTER_CONSUMER_KEY -u TWITTER_CONSUMER_SECRET")
+    assert.are.equal(2, st)
+    assert.matches("TWITTER_CONSUMER_KEY", err)
+  end)
+
+  it("manages webhooks: ensure (idempotent), list, validate, rm; API errors exit 1", function()
+    local st, out = run(with_config("webhooks ensure " .. ep.hook_url))
+    assert.are.equal(0, st)
+    assert.matches("^registered %d+ ", out)
+    local st2, out2 = run(with_config("webhooks ensure " .. ep.hook_url .. " --json"))
+    assert.are.equal(0, st2)
+    local j = cjson.decode(out2)
+    assert.are.equal("reused", j.action)
+    assert.are.equal(ep.hook_url, j.webhook.url)
+    local st3, out3 = run(with_config("webhooks list"))
+    assert.are.equal(0, st3)
+    assert.matches("ID%s+URL%s+VALID", out3)
+    assert.matches(j.webhook.id, out3, 1, true)
+    local st4, out4 = run(with_config("webhooks list --json"))
+    assert.are.equal(0, st4)
+    assert.are.equal(j.webhook.id, cjson.decode(out4)[1].id)
+    assert.are.equal(0, (run(with_config("webhooks validate " .. j.webhook.id))))
+    local st5, out5, err5 = run(with_config("webhooks rm 999999"))
+    assert.are.equal(1, st5)
+    assert.are.equal("", out5)
+    assert.matches("^account%-activity: HTTP 404 .*%[34%]", err5)
+  end)
+
+  it("syncs, lists, counts, checks, adds and removes subscriptions", function()
+    local id = webhook_id() or select(2, run(with_config("webhooks ensure " .. ep.hook_url .. " --json")))
+    id = webhook_id()
+    local st, out = run(with_config("subs sync " .. id .. " " .. q(users_file)))
+    assert.are.equal(0, st)
+    assert.matches("added 8, kept 0, removed 0, failed 0", out)
+    local st2, out2 = run(with_config("subs sync " .. id .. " " .. q(users_file) .. " --json"))
+    assert.are.equal(0, st2)
+    local r = cjson.decode(out2)
+    assert.are.equal(8, #r.kept)
+    assert.are.same({}, r.added)
+    assert.is_true(r.ok)
+    -- the emulator's whole config is a users file too (12 users: 4 more)
+    local st3, out3 = run(with_config("subs sync " .. id .. " " .. q(cfg_file) .. " --dry-run"))
+    assert.are.equal(0, st3)
+    assert.matches("dry run: would have added 4, kept 8", out3)
+    local st4, out4 = run(with_config("subs list " .. id .. " --json"))
+    assert.are.equal(0, st4)
+    assert.are.equal(8, #cjson.decode(out4).user_ids)
+    local st5, out5 = run(with_config("subs count --json"))
+    assert.are.equal(0, st5)
+    assert.are.equal(8, cjson.decode(out5).all)
+    -- the configured user (the app owner) subscribes itself
+    assert.are.equal("not subscribed\n", select(2, run(with_config("subs check " .. id))))
+    assert.are.equal("subscribed\n", select(2, run(with_config("subs add " .. id))))
+    assert.are.equal("already subscribed\n", select(2, run(with_config("subs add " .. id))))
+    local st6, out6 = run(with_config("subs check " .. id .. " --users " .. q(users_file) .. " --json"))
+    assert.are.equal(0, st6)
+    assert.is_true(cjson.decode(out6)[1].subscribed)
+    local st7 = run(with_config("subs rm " .. id .. " " .. cfg.users[1].user_id))
+    assert.are.equal(0, st7)
+    local _, out8 = run(with_config("subs list " .. id))
+    assert.is_nil(out8:find(cfg.users[1].user_id .. "\n", 1, true))
+  end)
+
+  it("exits 1 when a job has failures, and reports them on stderr", function()
+    local id = webhook_id()
+    emu:control("POST", "/_emulator/faults", { method = "POST", path = "/subscriptions/all%.json$", status = 403, count = 2 })
+    local st, out, err = run(with_config("subs sync " .. id .. " " .. q(cfg_file)))
+    emu:control("DELETE", "/_emulator/faults")
+    assert.are.equal(1, st)
+    assert.matches("failed 2", out)
+    assert.matches("subscribe %d+: HTTP 403", err)
+    local _, out2 = run(with_config("subs sync " .. id .. " " .. q(cfg_file) .. " --json"))
+    assert.is_true(cjson.decode(out2).ok)
+  end)
+
+  it("checks health (exit 0 healthy, 1 not) and starts a replay", function()
+    local id = webhook_id()
+    local st, out = run(with_config("health " .. id))
+    assert.are.equal(0, st, out)
+    assert.matches("crc%s+ok", out)
+    local st2, out2 = run(with_config("health " .. id .. " --json"))
+    assert.are.equal(0, st2)
+    local h = cjson.decode(out2)
+    assert.is_true(h.ok)
+    assert.is_true(h.crc.within_budget)
+    local st3, _, err3 = run(with_config("health " .. id .. " --url " .. ep.url .. "/nothing-here"))
+    assert.are.equal(1, st3)
+    assert.matches("CRC", err3)
+    local st4, out4 = run(with_config("replay " .. id .. " -30m now --json"))
+    assert.are.equal(0, st4)
+    assert.is_string(cjson.decode(out4).job_id)
+    assert.are.equal(2, (run(with_config("replay " .. id .. " yesterday now"))))
+  end)
+
+  it("computes a CRC answer without credentials", function()
+    local st, out = run("crc mysecret ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh")
+    assert.are.equal(0, st)
+    local want = require("account_activity.webhook").crc_response("mysecret",
+      "ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh")
+    assert.are.equal(want .. "\n", out)
+    local _, j = run("crc mysecret ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh --json")
+    assert.are.equal(want, cjson.decode(j).response_token)
+  end)
+
+  it("activity commands reach the X Activity API, and say clearly when it is missing", function()
+    local st, out, err = run(with_config("activity list --json"))
+    if st == 0 then
+      assert.is_table(cjson.decode(out))
+    else
+      assert.are.equal(1, st)
+      assert.matches("^account%-activity: [^\n]*\n$", err)
+    end
+    assert.are.equal(2, (run(with_config("activity mirror 123"))))
+    -- a build without activity.lua: the client has no such methods
+    local saved = package.loaded["account_activity.activity"]
+    package.loaded["account_activity.activity"] = {}
+    local o, e = {}, {}
+    local sink = function(t) return { write = function(_, ...) for _, v in ipairs { ... } do t[#t + 1] = v end end,
+      flush = function() end } end
+    local status = cli.main({ "--config", cfg_file, "--base-url", emu.url, "activity", "list" }, sink(o), sink(e))
+    package.loaded["account_activity.activity"] = saved
+    assert.are.equal(1, status)
+    assert.are.equal("", table.concat(o))
+    assert.matches("no X Activity API support", table.concat(e))
+  end)
+
+  it("events tail prints the events an endpoint receives, one line each", function()
+    local id = webhook_id()
+    local wh_file = os.tmpname()
+    -- tail in the background on a fixed free port, register it, deliver, collect
+    local port = ep.port + 0
+    local probe = require("account_activity.nginx_process")
+    local s = assert(probe.start { ports = 1, http = function(p) return "server { listen 127.0.0.1:" .. p[1] .. "; }" end })
+    port = s.port
+    s:stop()
+    local out = os.tmpname()
+    os.execute(INTERP .. " bin/account-activity " .. with_config("events tail --port " .. port
+      .. " --count 3 --timeout 20") .. " >" .. out .. " 2>/dev/null &")
+    local url = "http://127.0.0.1:" .. port .. "/webhook"
+    local core = require "account_activity.core"
+    local ok, new_id
+    for _ = 1, 100 do
+      local st, o = run(with_config("webhooks ensure " .. url .. " --json"))
+      if st == 0 then ok, new_id = true, cjson.decode(o).webhook.id break end
+      core.sleep(0.05)
+    end
+    assert.is_true(ok)
+    assert.are.equal(0, (run(with_config("subs add " .. new_id .. " --users " .. q(users_file)))))
+    for _, typ in ipairs { "follow", "favorite", "tweet_create" } do
+      emu:control("POST", "/_emulator/deliver", { user_id = cfg.users[2].user_id, type = typ, wait = true })
+    end
+    local text
+    for _ = 1, 100 do
+      text = read(out)
+      local _, n = text:gsub("\n", "")
+      if n >= 3 then break end
+      core.sleep(0.05)
+    end
+    for _ = 1, 100 do -- the tail exits after 3 events and stops its nginx
+      if not os.execute("curl -s -o /dev/null http://127.0.0.1:" .. port .. "/ 2>/dev/null") then break end
+      core.sleep(0.05)
+    end
+    os.remove(out)
+    os.remove(wh_file)
+    assert.matches("follow%s+for " .. cfg.users[2].user_id, text)
+    assert.matches("favorite", text)
+    assert.matches("tweet_create.*Hello", text)
+    local _ = id
+  end)
+
+  it("never prints a secret", function()
+    local secrets = { cfg.app.consumer_secret, cfg.app.bearer_token, cfg.app.owner.access_token_secret,
+      cfg.app.owner.access_token }
+    for _, u in ipairs(cfg.users) do
+      secrets[#secrets + 1] = u.access_token_secret
+      secrets[#secrets + 1] = u.access_token
+    end
+    assert.is_true(#outputs > 20)
+    for _, o in ipairs(outputs) do
+      for _, s in ipairs(secrets) do
+        assert.is_nil(o:find(s, 1, true), "a secret in: " .. o:sub(1, 200))
+      end
+    end
+  end)
+end)
