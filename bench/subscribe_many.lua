@@ -59,6 +59,11 @@ local ok, err = pcall(function()
   print(string.format("  speed-up: %.1fx (target >= 12x)", t_seq / t_conc))
   print(string.format("  ideal %d x %d ms / %d = %.2f s; ours is %.2fx the ideal (target <= 1.5x)",
     N, LATENCY_MS, CONC, ideal, t_conc / ideal))
+  -- machine-readable lines for bench/run's summary (rates: higher is better)
+  print(("@@ subscribe_many %d users, +%d ms, %d in flight|%.1f|sequential calls (extrapolated)|%.1f|subs/s|%.2fx|>= 12x")
+    :format(N, LATENCY_MS, CONC, N / t_conc, N / t_seq, t_seq / t_conc))
+  print(("@@ subscribe_many %d users, +%d ms, %d in flight|%.1f|ideal %d x %d ms / %d|%.1f|subs/s|%.2fx|>= 0.67x (within 1.5x)")
+    :format(N, LATENCY_MS, CONC, N / t_conc, N, LATENCY_MS, CONC, N / ideal, ideal / t_conc))
 end)
 if ep then ep:stop() end
 emu:stop()
