@@ -267,6 +267,32 @@ describe("core.session", function()
     assert.is_true(elapsed >= 0.075, "more than 16 in flight? took " .. elapsed)
   end)
 
+  it("reuses handles across batches of growing size and mixed methods", function()
+    local s = core.session()
+    for _, n in ipairs { 2, 8, 3, 32, 5 } do
+      local reqs = {}
+      for i = 1, n do
+        local m = ({ "GET", "POST", "HEAD", "DELETE", "PUT" })[i % 5 + 1]
+        reqs[i] = { method = m, url = url("/echo?b=" .. n .. "&i=" .. i), body = (m == "POST" or m == "PUT") and ("x" .. i) or nil }
+      end
+      local results = s:perform(reqs, { concurrency = n })
+      for i = 1, n do
+        local res = assert(results[i].res, tostring(results[i].err and results[i].err.message))
+        if reqs[i].method ~= "HEAD" then
+          local echo = cjson.decode(res.body)
+          assert.are.equal(reqs[i].method, echo.method)
+          assert.are.equal(reqs[i].body or "", echo.body)
+        else
+          assert.are.equal("", res.body)
+        end
+      end
+    end
+    -- a request refused before sending leaves the handle fully usable
+    assert.are.equal("argument", select(2, s:request { method = "GET", url = url("/echo"), headers = { ["a b"] = "x" } }).kind)
+    local after = assert(s:request { method = "GET", url = url("/echo?after") })
+    assert.are.equal("/echo?after", cjson.decode(after.body).uri)
+  end)
+
   it("reports per-request errors and catches errors raised in on_done", function()
     local s = core.session()
     local reqs = {

@@ -277,7 +277,7 @@ static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri,
     size_t ml, ul, bl = 0;
     const char *method, *url, *body = NULL;
     long timeout_ms = s->timeout_ms;
-    int ty;
+    int ty, fresh = 0;
     CURL *e;
 
     ty = aa_getfield(L, ri, "method");
@@ -307,8 +307,34 @@ static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri,
     if (t->easy == NULL) {
         t->easy = curl_easy_init();
         if (t->easy == NULL) luaL_error(L, "libcurl could not create a handle");
-    } else {
-        curl_easy_reset(t->easy);
+        fresh = 1;
+    }
+    /* What is the same for every request of the session is set once per
+     * handle; a handle is reused with only the per-request options changed
+     * (curl_easy_reset and twenty setopts per call cost more than the
+     * request parsing itself on a keep-alive connection). */
+    if (fresh) {
+        e = t->easy;
+        curl_easy_setopt(e, CURLOPT_SHARE, s->share);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)t);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)t);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)t);
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(e, CURLOPT_USERAGENT, s->user_agent ? s->user_agent : "lua-account-activity/" AA_VERSION);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->insecure ? 0L : 1L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->insecure ? 0L : 2L);
+        if (s->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
+        if (s->ca_path) curl_easy_setopt(e, CURLOPT_CAPATH, s->ca_path);
     }
     transfer_reset(t);
     e = t->easy;
@@ -356,7 +382,7 @@ static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri,
         }
     }
     lua_pop(L, 1);
-    {
+    if (body != NULL && bl > 1024) {
         /* no 100-continue round trip for large bodies */
         struct curl_slist *nl = curl_slist_append(t->headers, "Expect:");
         if (nl == NULL) luaL_error(L, "out of memory");
@@ -364,34 +390,18 @@ static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri,
     }
 
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_SHARE, s->share);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)t);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)t);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)t);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms < timeout_ms ? s->connect_timeout_ms : timeout_ms);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, s->user_agent ? s->user_agent : "lua-account-activity/" AA_VERSION);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->insecure ? 0L : 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->insecure ? 0L : 2L);
-    if (s->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
-    if (s->ca_path) curl_easy_setopt(e, CURLOPT_CAPATH, s->ca_path);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    /* back to a plain GET before this request's method is applied */
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 
     if (ml == 4 && memcmp(method, "HEAD", 4) == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (ml == 3 && memcmp(method, "GET", 3) == 0 && body == NULL) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        /* already a GET */
     } else {
         if (body != NULL || (ml == 4 && memcmp(method, "POST", 4) == 0)) {
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)bl);
@@ -414,7 +424,7 @@ static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri,
 
 static void push_headers(lua_State *L, transfer *t) {
     char *p = t->hdrs.data, *end;
-    lua_newtable(L);
+    lua_createtable(L, 0, 12); /* typical API responses: a dozen headers, no rehash */
     if (p == NULL) return;
     end = p + t->hdrs.len;
     while (p < end) {
@@ -424,7 +434,7 @@ static void push_headers(lua_State *L, transfer *t) {
         if (line_end - p >= 5 && memcmp(p, "HTTP/", 5) == 0) {
             /* a new response (after 1xx or a proxy CONNECT): keep only the last */
             lua_pop(L, 1);
-            lua_newtable(L);
+            lua_createtable(L, 0, 12);
         } else if ((colon = memchr(p, ':', (size_t)(line_end - p))) != NULL && colon > p) {
             for (c = p; c < colon; c++)
                 if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + 32);
@@ -721,6 +731,15 @@ static int l_perform(lua_State *L) {
         transfer *ns = (transfer *)realloc(s->slots, (size_t)conc * sizeof(transfer));
         if (ns == NULL) return luaL_error(L, "out of memory");
         memset(ns + s->nslots, 0, (size_t)(conc - s->nslots) * sizeof(transfer));
+        /* the handles set up earlier point into the old array */
+        for (i = 0; i < s->nslots; i++) {
+            transfer *t = &ns[i];
+            if (t->easy == NULL) continue;
+            curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, (void *)t);
+            curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, (void *)t);
+            curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
+            curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t);
+        }
         s->slots = ns;
         s->nslots = conc;
     }
