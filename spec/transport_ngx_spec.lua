@@ -2,7 +2,6 @@
 local core = require "account_activity.core"
 local cjson = require "cjson.safe"
 local nginx_process = require "account_activity.nginx_process"
-local emulator = require "account_activity.emulator"
 
 describe("transport.ngx", function()
   local srv, session
@@ -13,7 +12,6 @@ describe("transport.ngx", function()
       ports = 3,
       http = function(ports)
         return ([[
-init_by_lua_block { %s }
 lua_socket_log_errors off;
 server {
   listen 127.0.0.1:%d;
@@ -61,7 +59,7 @@ server {
   } }
   location = /nocontent { return 204; }
 }
-]]):format(emulator.lua_paths_code(), ports[1], ports[2], ports[2], ports[2])
+]]):format(ports[1], ports[2], ports[2], ports[2])
       end,
     }
     assert(srv, err)

@@ -804,7 +804,7 @@ function M.main(argv, out, errout)
   end
   local ctx = { o = o, out = out, err = errout,
     job_opts = { concurrency = conc, progress = not o["no-progress"] and not o.json } }
-  if not NO_CLIENT[cmd] and not (cmd == "events") then
+  if not NO_CLIENT[cmd] and cmd ~= "events" then
     local c, cerr = build_client(o)
     if not c then return die(cerr) end
     ctx.client, ctx.owner = c, cerr

@@ -260,8 +260,8 @@ local function subscribe_jobs(webhook_id, users, current, report, seen)
   for i, u in ipairs(users) do
     local id = M.user_id_of(u)
     local label = id or ("#" .. i)
-    if id and seen[id] then
-      -- the same user twice: once is enough
+    local duplicate = id and seen[id] -- the same user twice: once is enough
+    if duplicate then -- luacheck: ignore 542
     elseif id and current and current[id] then
       report.kept[#report.kept + 1] = id
     else

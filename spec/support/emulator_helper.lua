@@ -134,7 +134,6 @@ function H.receiver(secret)
     http = function(ports)
       return table.concat({
         "lua_shared_dict recv 8m;",
-        "init_by_lua_block { " .. emulator.lua_paths_code() .. " }",
         "server { listen 127.0.0.1:" .. ports[1] .. "; location / { content_by_lua_block { " .. code .. " } } }",
       }, "\n")
     end,

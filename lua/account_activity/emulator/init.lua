@@ -24,38 +24,6 @@ end
 
 local function q(s) return (tostring(s):gsub("\\", "\\\\"):gsub('"', '\\"')) end
 
--- This checkout's root as an absolute path (…/lua/account_activity/emulator/init.lua).
-local function source_root()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) ~= "@" then return nil end
-  src = src:sub(2)
-  if src:sub(1, 1) ~= "/" then
-    local pwd = os.getenv("PWD")
-    if not pwd then
-      local p = io.popen("pwd")
-      pwd = p and p:read("*l")
-      if p then p:close() end
-    end
-    if not pwd then return nil end
-    src = pwd .. "/" .. src:gsub("^%./", "")
-  end
-  return src:match("^(.*)/lua/account_activity/emulator/[^/]*$")
-end
-M.source_root = source_root
-
---- Lua code for init_by_lua that puts this checkout's lua/ and LuaJIT core
--- first: the workers must not pick up a Lua 5.4 build from an inherited LUA_CPATH.
-function M.lua_paths_code(root)
-  root = root or source_root() or ""
-  return ('local root = "%s"\n'
-    .. 'if root ~= "" then\n'
-    .. '  package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path:gsub("[^;]*5%%.[234][^;]*;?", "")\n'
-    .. '    .. ";/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua"\n'
-    .. '  package.cpath = root .. "/build/luajit/?.so;" .. package.cpath:gsub("[^;]*5%%.[234][^;]*;?", "")\n'
-    .. '    .. ";/usr/local/lib/lua/5.1/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;/usr/lib/lua/5.1/?.so"\n'
-    .. 'end'):format(q(root))
-end
-
 --- The directives (inside http{}) that serve the emulator on `port`.
 -- opts: config_path (required), state_dir, dict_size ("64m").
 function M.nginx_http(port, opts)
@@ -66,8 +34,8 @@ function M.nginx_http(port, opts)
     "lua_socket_log_errors off;",
     ca and "lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;" or "",
     "lua_ssl_verify_depth 5;",
-    ('init_by_lua_block { %s\n  require("account_activity.emulator.server").init("%s", "%s") }')
-      :format(M.lua_paths_code(opts.root), q(opts.config_path), q(opts.state_dir or "")),
+    ('init_by_lua_block { require("account_activity.emulator.server").init("%s", "%s") }')
+      :format(q(opts.config_path), q(opts.state_dir or "")),
     'init_worker_by_lua_block { require("account_activity.emulator.server").init_worker() }',
     'exit_worker_by_lua_block { require("account_activity.emulator.server").exit_worker() }',
     "server {",
