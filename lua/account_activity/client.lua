@@ -86,6 +86,9 @@ local function check_user(fname, argname, u, level)
   if type(u.access_token_secret) ~= "string" or u.access_token_secret == "" then
     argerror(fname, argname .. ".access_token_secret", "expected the user's token secret string", level)
   end
+  for _, k in ipairs { "access_token", "access_token_secret" } do
+    if u[k]:find("%c") then argerror(fname, argname .. "." .. k, "contains control characters", level) end
+  end
   local id
   if u.user_id ~= nil then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
   return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret }
@@ -112,7 +115,12 @@ local function check_webhook_url(fname, argname, url, loopback, level)
   if not scheme or authority == "" then
     argerror(fname, argname, "expected an absolute URL, got " .. show(url), level)
   end
-  if loopback then return url end
+  if loopback then
+    if not scheme:lower():match("^https?$") then
+      argerror(fname, argname, "expected an http(s) URL, got " .. show(url), level)
+    end
+    return url
+  end
   if scheme:lower() ~= "https" then
     argerror(fname, argname, "X only calls https:// webhook URLs, got " .. show(url), level)
   end
@@ -146,7 +154,8 @@ M.utc_epoch = utc_epoch
 local function check_date(fname, argname, v, level)
   level = (level or 1) + 1
   if type(v) == "number" then
-    if v ~= v or v < 0 or v == math.huge then
+    -- up to the end of year 9999: os.date fails (5.4) or wraps (LuaJIT) past it
+    if v ~= v or v < 0 or v > 253402300799 then
       argerror(fname, argname, "expected an epoch time, got " .. show(v), level)
     end
     local t = math.floor(v)
@@ -240,11 +249,11 @@ local function opt_string(opts, name, required)
   return v
 end
 
-local function opt_number(opts, name, default, min)
+local function opt_number(opts, name, default, max)
   local v = opts[name]
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v < (min or 0) then
-    argerror("new", name, "non-negative number expected, got " .. show(v), 3)
+  if type(v) ~= "number" or v ~= v or v < 0 or v > (max or 86400) then
+    argerror("new", name, ("a number from 0 to %d expected, got %s"):format(max or 86400, show(v)), 3)
   end
   return v
 end
@@ -287,14 +296,19 @@ function M.new(opts)
   end
   base_url = base_url:gsub("/+$", "")
 
-  local retries = opt_number(opts, "retries", 2)
+  local retries = opt_number(opts, "retries", 2, 100)
   if retries ~= math.floor(retries) then argerror("new", "retries", "integer expected", 2) end
   for _, name in ipairs { "sleep", "clock" } do
     if opts[name] ~= nil and type(opts[name]) ~= "function" then
       argerror("new", name, "function expected, got " .. type(opts[name]), 2)
     end
   end
-  if opts.user_agent ~= nil then opt_string(opts, "user_agent") end
+  if opts.user_agent ~= nil and opt_string(opts, "user_agent"):find("%c") then
+    argerror("new", "user_agent", "contains control characters", 2)
+  end
+  for _, name in ipairs { "timeout", "connect_timeout" } do
+    if opts[name] == 0 then argerror("new", name, "must be more than 0 seconds", 2) end
+  end
 
   local self = {
     api = api,
@@ -600,9 +614,13 @@ end
 
 --- Run one endpoint with already checked arguments -> value, response | nil, err.
 function Client:_call(name, spec, args)
+  local path = spec.path:gsub("{([%w_]+)}", function(k)
+    if k == "env_name" then return self.env_name end
+    return args[k]
+  end)
   if spec.replay_window then
     local now = self.clock()
-    local req = { method = spec.method, url = self.base_url .. spec.path }
+    local req = { method = spec.method, url = self.base_url .. path }
     if args.from_epoch >= args.to_epoch then
       return self:_fail(errors.make("argument", "replay: from (" .. args.from
         .. ") must be before to (" .. args.to .. ")", req), { name = name }, 0, {})
@@ -614,10 +632,6 @@ function Client:_call(name, spec, args)
         { name = name }, 0, {})
     end
   end
-  local path = spec.path:gsub("{([%w_]+)}", function(k)
-    if k == "env_name" then return self.env_name end
-    return args[k]
-  end)
   local jbody
   if spec.json then
     local t = params(self, spec, spec.json, args)

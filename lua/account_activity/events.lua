@@ -353,7 +353,7 @@ function Router:dedupe(n)
     self.seen, self.ring = nil, nil
     return self
   end
-  if type(n) ~= "number" or n < 1 then
+  if type(n) ~= "number" or n ~= n or n < 1 or n == math.huge then
     error("bad argument #1 to 'dedupe' (positive number expected, got " .. tostring(n) .. ")", 2)
   end
   self.seen, self.ring, self.ring_size, self.ring_pos = {}, {}, math.floor(n), 0

@@ -262,7 +262,11 @@ function Webhook:process(req)
     error("bad argument 'request' to 'handler' (table expected, got " .. type(req) .. ")", 2)
   end
   local headers = req.headers
-  if headers == nil then headers = {} end
+  if headers == nil then
+    headers = {}
+  elseif type(headers) ~= "table" then
+    error("bad argument 'request.headers' to 'handler' (table or nil expected, got " .. type(headers) .. ")", 2)
+  end
   local method = req.method
   if method ~= "POST" and method ~= "GET" and type(method) == "string" then
     method = upper(method)

@@ -126,8 +126,12 @@ function M.run_replay(job, cfg)
   end
   job.state = complete and "Complete" or "Incomplete"
   job.delivered, job.failed, job.finished = delivered, failed, ngx.now()
-  state.set_json("job:" .. job.job_id, job)
-  state.dict():delete("replay:" .. job.webhook_id)
+  -- a reset while the job ran forgot it: do not bring it back
+  local current = util.decode(state.dict():get("replay:" .. job.webhook_id) or "null")
+  if type(current) == "table" and current.job_id == job.job_id then
+    state.set_json("job:" .. job.job_id, job)
+    state.dict():delete("replay:" .. job.webhook_id)
+  end
 end
 
 function M.jobs()
