@@ -338,7 +338,9 @@ describe("workflows against the emulator", function()
       assert.is_true(elapsed >= 2, "took " .. elapsed)
       assert.is_true(elapsed < 12, "took " .. elapsed)
       -- once the headers said the window was spent, nothing more was sent into it
-      assert.is_true((statuses("DELETE")[429] or 0) <= 18)
+      -- only the first wave (16, sent before any limit was known) may overshoot
+      local n429 = statuses("DELETE")[429] or 0
+      assert.is_true(n429 <= 16 - 12, n429 .. " requests hit a spent window")
     end)
   end)
 

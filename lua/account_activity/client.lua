@@ -889,6 +889,9 @@ local function batch_multi(self, tasks, conc, finish)
     local remaining, reset = tonumber(h["x-rate-limit-remaining"]), tonumber(h["x-rate-limit-reset"])
     local st = limits[key] or {}
     limits[key] = st
+    st.seen = true
+    st.limit = tonumber(h["x-rate-limit-limit"]) or st.limit
+    if not remaining and not st.limit then st.unlimited = true end
     if reset and reset > now then
       if st.reset ~= reset then st.reset, st.remaining = reset, remaining
       elseif remaining and (not st.remaining or remaining < st.remaining) then st.remaining = remaining end
@@ -922,15 +925,24 @@ local function batch_multi(self, tasks, conc, finish)
       local go, hold, used = {}, {}, {}
       for _, p in ipairs(pending) do
         local st = limits[p.key]
+        if not st then
+          st = {}
+          limits[p.key] = st
+        end
         local allow = true
-        if st and st.pause_until and st.pause_until > now then
+        local spent = used[p.key] or 0
+        if st.pause_until and st.pause_until > now then
           allow = false
-        elseif st and st.reset and st.reset > now and st.remaining then
+        elseif st.reset and st.reset > now and st.remaining then
           -- Spend no more than the window has left; wait for its reset when that is allowed.
-          if (used[p.key] or 0) >= st.remaining and st.reset - now + 1 <= self.max_wait then
+          if spent >= st.remaining and st.reset - now + 1 <= self.max_wait then
             st.pause_until = st.reset + 1
             allow = false
           end
+        elseif not st.unlimited then
+          -- Limits not known yet (first contact) or a new window not yet
+          -- seen: one wave, or one window's worth, then learn from the answers.
+          allow = spent < math.max(1, st.seen and st.limit or conc)
         end
         if allow then
           used[p.key] = (used[p.key] or 0) + 1
@@ -943,7 +955,7 @@ local function batch_multi(self, tasks, conc, finish)
       if #go == 0 then
         local wake = math.huge
         for _, s in ipairs(sleepers) do wake = math.min(wake, s.wake) end
-        for _, p in ipairs(pending) do wake = math.min(wake, limits[p.key].pause_until) end
+        for _, p in ipairs(pending) do wake = math.min(wake, limits[p.key].pause_until or now) end
         orig_sleep(math.max(0, wake - now))
         -- Time as the sleep function sees it (a test's fake sleep returns at once).
         for _, st in pairs(limits) do
