@@ -5,8 +5,7 @@ local emulator = require "account_activity.emulator"
 local cli = require "account_activity.cli"
 local cjson = require "cjson"
 
-local INTERP = os.getenv("AA_SPEC_INTERP") == "luajit" and "luajit"
-  or (rawget(_G, "jit") and "luajit" or "lua5.4")
+local INTERP = require "spec_lua"
 
 local emu, ep, cfg, cfg_file, users_file, events_file
 local outputs = {}

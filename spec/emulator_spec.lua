@@ -6,7 +6,7 @@ local emulator = require "account_activity.emulator"
 
 local function lua_cmd()
   -- the interpreter running this spec, with the same search paths
-  local exe = (jit and "luajit") or "lua5.4"
+  local exe = require "spec_lua"
   return string.format("LUA_PATH=%q LUA_CPATH=%q %s", package.path, package.cpath, exe)
 end
 

@@ -217,7 +217,7 @@ describe("secrets stay secret", function()
     local cf = assert(io.open(path, "w"))
     cf:write(cjson.encode { app = app, users = users, base_url = env.emu.url })
     cf:close()
-    local interp = rawget(_G, "jit") and "luajit" or "lua5.4"
+    local interp = require "spec_lua"
     local function run(args)
       local cmd = interp .. " bin/account-activity --config " .. path .. " --base-url " .. env.emu.url
         .. " " .. args .. " 2>&1"
