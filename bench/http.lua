@@ -10,7 +10,11 @@ local core = require "account_activity.core"
 local nginx_process = require "account_activity.nginx_process"
 
 local N = tonumber(arg and arg[1]) or 2000
-local server = assert(nginx_process.start { http = function(ports)
+local ROUNDS = tonumber(arg and arg[2]) or 5
+-- The machine is shared and small: nginx's worker gets CPU 1 and the
+-- clients CPU 0 (taskset), and each client runs ROUNDS times, interleaved
+-- with the others; the best round of each counts.
+local server = assert(nginx_process.start { main = "worker_cpu_affinity 10;", http = function(ports)
   return ([[
   keepalive_requests 1000000;
   server {
@@ -19,28 +23,36 @@ local server = assert(nginx_process.start { http = function(ports)
     location /slow { content_by_lua_block { ngx.sleep(0.02) ngx.print('{"ok":true}') } }
   }]]):format(ports[1])
 end })
+local stat = io.open("/proc/self/stat")
+os.execute("taskset -p -c 0 " .. stat:read("*n") .. " >/dev/null 2>&1")
+stat:close()
 
 local url = server.url .. "/json"
 local s = core.session()
 local req = { method = "GET", url = url }
 for _ = 1, 50 do assert(s:request(req)) end
-local t0 = core.now()
-for _ = 1, N do
-  local res = s:request(req)
-  assert(res and res.status == 200)
-end
-local ours = N / (core.now() - t0)
-
-local bare
 local bin = lib.build_c("http_floor", "libcurl")
-if bin then bare = tonumber((lib.capture(("%s %s %d"):format(bin, url, N)))) end
-local py = tonumber((lib.capture(("/usr/bin/python3 %s/bench/http_client.py %d %d"):format(lib.root, server.port, N))))
+local ours, bare, py = 0, nil, nil
+for _ = 1, ROUNDS do
+  local t0 = core.now()
+  for _ = 1, N do
+    local res = s:request(req)
+    assert(res and res.status == 200)
+  end
+  ours = math.max(ours, N / (core.now() - t0))
+  if bin then
+    local b = tonumber((lib.capture(("taskset -c 0 %s %s %d"):format(bin, url, N))))
+    if b then bare = math.max(bare or 0, b) end
+  end
+  local p = tonumber((lib.capture(("taskset -c 0 /usr/bin/python3 %s/bench/http_client.py %d %d"):format(lib.root, server.port, N))))
+  if p then py = math.max(py or 0, p) end
+end
 
 -- 32 in flight, 20 ms each
 local reqs = {}
 for i = 1, 1600 do reqs[i] = { method = "GET", url = server.url .. "/slow?i=" .. i } end
 s:perform({ reqs[1], reqs[2] }, { concurrency = 32 })
-t0 = core.now()
+local t0 = core.now()
 local results = s:perform(reqs, { concurrency = 32 })
 local batch_rate = #reqs / (core.now() - t0)
 for i = 1, #results do assert(results[i].res and results[i].res.status == 200) end
@@ -48,7 +60,7 @@ local ideal = 32 / 0.020
 server:stop()
 
 local rows = {
-  { ("Session:request, %d sequential GETs, keep-alive"):format(N), ours, "req/s" },
+  { ("Session:request, %d sequential GETs, keep-alive (best of %d)"):format(N, ROUNDS), ours, "req/s" },
   { "bare C libcurl loop, one easy handle", bare or "unavailable", "req/s", "ours at " .. lib.ratio(ours, bare) .. " (target >= 0.80x)" },
   { "python http.client, one connection", py or "unavailable", "req/s", "ours: " .. lib.ratio(ours, py) .. " (target >= 1.3x)" },
   { "Session:perform, 32 in flight, +20 ms server", batch_rate, "req/s", ("%.0f%% of ideal %.0f/s (target >= 90%%)"):format(100 * batch_rate / ideal, ideal) },

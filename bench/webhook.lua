@@ -62,8 +62,11 @@ if not node_ops then io.stderr:write("node bench failed:\n", node_out, "\n") end
 ---------------------------------------------------------------------------
 -- 1. wrk against one nginx worker.
 
+-- wrk and nginx's one worker each get a CPU of their own (taskset,
+-- worker_cpu_affinity): on a 2-core machine that is what keeps runs steady.
 local server, err = nginx_process.start {
   workers = 1,
+  main = "worker_cpu_affinity 10;",
   log_level = "error",
   http = function(ports)
     return ([[
@@ -116,7 +119,7 @@ local function wrk(path, script)
   s:close()
   assert(res and res.status == 200, "GET/POST " .. path .. " did not answer 200: "
     .. tostring(res and res.status) .. " " .. server:error_log())
-  local out = sh(("wrk -t1 -c32 -d%ds %s %s"):format(SECONDS,
+  local out = sh(("taskset -c 0 wrk -t1 -c32 -d%ds %s %s"):format(SECONDS,
     script and ("-s " .. script) or "", server.url .. path))
   local rps = tonumber(out:match("Requests/sec:%s*([%d%.]+)"))
   local non2xx = tonumber(out:match("Non%-2xx or 3xx responses:%s*(%d+)") or "0")

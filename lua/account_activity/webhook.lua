@@ -150,6 +150,7 @@ local function crc_token(req)
   return t
 end
 
+-- A fresh table each time: callers may add headers to a response.
 local function reply(status, body, ctype)
   return { status = status, headers = { ["Content-Type"] = ctype }, body = body }
 end
@@ -273,9 +274,8 @@ function Webhook:process(req)
   end
   if method == "POST" then return self:_post(req, headers) end
   if method == "GET" then return self:_get(req, headers) end
-  local res = text(405, "method not allowed")
-  res.headers.Allow = ALLOW
-  return res
+  return { status = 405, headers = { ["Content-Type"] = "text/plain", Allow = ALLOW },
+    body = "method not allowed\n" }
 end
 
 --- wh:dispatch(events) -> count. Handler errors go to on_error (or the log);
