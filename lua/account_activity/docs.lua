@@ -48,6 +48,26 @@ M.entries = {
   { "mirror_user", "client:mirror_user(webhook_id, user, opts)", "The XAA subscriptions covering what an AAA subscription delivered for the user." },
   { "unmirror_user", "client:unmirror_user(webhook_id, user, opts)", "Remove the XAA subscriptions mirror_user created." },
   { "stream", "client:stream{backfill_minutes, start_time, end_time}", "Iterator over GET /2/activity/stream events, reconnecting; :close()." },
+  -- the C core (require "account_activity.core")
+  { "core.hmac_sha1", "core.hmac_sha1(key, msg)", "HMAC-SHA1 -> raw 20 bytes." },
+  { "core.hmac_sha256", "core.hmac_sha256(key, msg)", "HMAC-SHA256 -> raw 32 bytes." },
+  { "core.base64_encode", "core.base64_encode(s)", "Standard base64 with padding." },
+  { "core.base64_decode", "core.base64_decode(s)", "Strict base64 (padding required, no whitespace) -> bytes, or nil and an error." },
+  { "core.percent_encode", "core.percent_encode(s)", "RFC 3986: every byte but A-Za-z0-9-._~ as %XX (uppercase); space is %20." },
+  { "core.percent_decode", "core.percent_decode(s, plus_is_space)", "Undo %XX escapes (invalid ones kept); '+' becomes a space when asked." },
+  { "core.equal", "core.equal(a, b)", "Constant-time comparison of two strings (CRYPTO_memcmp) -> boolean." },
+  { "core.oauth1_header", "core.oauth1_header{method, url, params, consumer_key, consumer_secret, token, token_secret, nonce, timestamp}", "The OAuth 1.0a Authorization header value (RFC 5849, HMAC-SHA1); nonce and timestamp made when absent." },
+  { "core.oauth1_signature", "core.oauth1_signature{... as oauth1_header, nonce and timestamp required}", "The signature and the signature base string (for verifiers)." },
+  { "core.nonce", "core.nonce()", "32 alphanumerics from OpenSSL's RAND_bytes." },
+  { "core.random_bytes", "core.random_bytes(n)", "n bytes from OpenSSL's RAND_bytes." },
+  { "core.session", "core.session{timeout, connect_timeout, ca_file, ca_path, insecure, user_agent}", "A libcurl Session: keep-alive, HTTP/2, TLS verified by default." },
+  { "session:request", "session:request{method, url, headers, body, timeout}", "One request -> {status, headers, body, http_version, time}, or nil and {kind, message, connect}." },
+  { "session:perform", "session:perform(requests, {concurrency, on_done})", "A batch on curl_multi -> results in input order ({res} or {err}), callback errors." },
+  { "session:stream", "session:stream{method, url, headers}", "A long response read line by line: -> stream, {status, headers}; stream:read_line(timeout), :read_all(), :close()." },
+  { "session:close", "session:close()", "Release the connections (idempotent; also on garbage collection and <close>)." },
+  { "core.sleep", "core.sleep(seconds)", "Sleep (scripts; inside nginx use ngx.sleep)." },
+  { "core.now", "core.now()", "Monotonic seconds, for rates and time-outs." },
+  { "core.version", "core.version()", "{version, libcurl, libcurl_tls, openssl, http2, lua}." },
 }
 
 local by_key = {}
