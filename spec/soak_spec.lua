@@ -9,6 +9,10 @@ local emulator = require "account_activity.emulator"
 local nginx_process = require "account_activity.nginx_process"
 
 local N = tonumber(os.getenv("AA_SOAK_N") or "4000")
+-- Under valgrind or ASan (spec/run sets AA_SLOW) freed memory is held in
+-- quarantine, so RSS says nothing about leaks there (those tools check that);
+-- the loops still run as a stress test.
+local CHECK_RSS = not os.getenv("AA_SLOW")
 local WARMUP = math.max(1000, math.floor(N / 10))
 
 local function rss_kb(pid)
@@ -77,7 +81,7 @@ describe("#soak", function()
     settle()
     local after = rss_kb()
     io.write(("\n[soak] Lua process RSS %d kB -> %d kB over %d client requests\n"):format(before, after, N - WARMUP))
-    assert.is_true(after <= before * 1.05, ("Lua RSS grew from %d kB to %d kB"):format(before, after))
+    assert.is_true(not CHECK_RSS or after <= before * 1.05, ("Lua RSS grew from %d kB to %d kB"):format(before, after))
   end)
 
   it(("keeps the nginx worker's memory flat over %d signed events"):format(N), function()
@@ -100,6 +104,6 @@ describe("#soak", function()
     local after = rss_kb(worker)
     io.write(("\n[soak] nginx worker RSS %d kB -> %d kB over %d signed events\n"):format(before, after, N - WARMUP))
     assert.are.equal(tostring(N), s:request { method = "GET", url = server.url .. "/seen" }.body)
-    assert.is_true(after <= before * 1.05, ("nginx worker RSS grew from %d kB to %d kB"):format(before, after))
+    assert.is_true(not CHECK_RSS or after <= before * 1.05, ("nginx worker RSS grew from %d kB to %d kB"):format(before, after))
   end)
 end)

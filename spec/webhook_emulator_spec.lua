@@ -17,7 +17,8 @@ local function root()
 end
 
 local function wait_for(fn, timeout)
-  local deadline = core.now() + (timeout or 5)
+  -- generous: under valgrind or ASan, or a loaded CI machine, delivery is slower
+  local deadline = core.now() + (timeout or 15)
   repeat
     local v = fn()
     if v then return v end
@@ -141,7 +142,7 @@ describe_if("webhook endpoint against the emulator", function()
     local seen = wait_for(function()
       local s = events_seen()
       return #s >= #want and s
-    end)
+    end) or events_seen()
     assert.are.equal(#want, #seen)
     local by_type = {}
     for i, ev in ipairs(seen) do
