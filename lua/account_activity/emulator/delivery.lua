@@ -47,11 +47,11 @@ function M.plan(spec, cfg)
   end
   local bodies = {}
   local count = math.max(1, math.min(tonumber(spec.count) or 1, 10000))
-  ngx.update_time()
-  local t = ngx.now()
+  local t = state.next_event_time()
   for i = 1, count do
     local body = spec.body
     if body == nil then
+      if i > 1 then t = state.next_event_time() end
       local payload = events.generate(spec.type, cfg, user, t, { shape = spec.shape, index = i,
         text = spec.text, outgoing = spec.outgoing })
       body = util.encode(payload)

@@ -293,6 +293,22 @@ function M.log_entries(since)
   return out
 end
 
+--- The time of the next generated event (seconds, millisecond steps): now,
+-- but never the same millisecond twice, across workers. Two real actions
+-- never share a created_timestamp, and a receiver that dedupes on content
+-- must not see two generated events as one.
+function M.next_event_time()
+  ngx.update_time()
+  local now_ms = math.floor(ngx.now() * 1000)
+  local ms
+  M.with_lock("event_time", function()
+    local d = dict()
+    ms = math.max(now_ms, (d:get("event_ms") or 0) + 1)
+    d:set("event_ms", ms)
+  end)
+  return ms / 1000
+end
+
 -- ---------------------------------------------------------------- reset / persistence
 
 local VOLATILE = { "lock:", "nonce:", "rl:" }
