@@ -1,0 +1,1 @@
+rockspec/lua-account-activity-scm-1.rockspec
