@@ -42,6 +42,21 @@ local function sub_args()
 end
 
 describe("activity_subscribe", function()
+  it("refuses a user whose tokens hold control characters, naming the field, sending nothing", function()
+    local c, t = client {}
+    for _, field in ipairs { "access_token", "access_token_secret" } do
+      local user = { user_id = "2244994945", access_token = "1-abc", access_token_secret = "def" }
+      user[field] = user[field] .. "\r\nX-Injected: 1"
+      local args = sub_args()
+      args.event_type, args.user = "dm.received", user
+      local ok, err = pcall(c.activity_subscribe, c, args)
+      assert.is_false(ok)
+      assert.matches("user%." .. field, tostring(err))
+      assert.has_error(function() c:mirror_user("1146654567674912769", user) end)
+    end
+    assert.are.equal(0, #t.requests)
+  end)
+
   it("parses every documented create shape to the same subscription", function()
     local shapes = {
       { data = { subscription = SUB } },                                          -- SPEC167

@@ -17,24 +17,10 @@ local errors = require "account_activity.errors"
 local XAA = endpoints.xaa
 local M = {}
 
-local function client_mod() return require "account_activity.client" end
-
-local function argerror(fname, argname, msg, level)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), (level or 1) + 1)
-end
-
-local function show(v)
-  if type(v) == "string" then
-    local s = v
-    if #s > 40 then s = s:sub(1, 40) .. "..." end
-    return (string.format("%q", s):gsub("\\\n", "\\n"))
-  end
-  return tostring(v)
-end
-
-local function check_id(fname, argname, v, level)
-  return client_mod().check_id(fname, argname, v, (level or 1) + 1)
-end
+-- The client's own argument checks, so both report bad arguments alike.
+local client_mod = require "account_activity.client"
+local argerror, show = client_mod.argerror, client_mod.show
+local check_id, check_user = client_mod.check_id, client_mod.check_user
 
 local function check_text(fname, argname, v, max, level)
   level = (level or 1) + 1
@@ -46,23 +32,6 @@ local function check_text(fname, argname, v, max, level)
     argerror(fname, argname, "X accepts at most " .. max .. " characters, got " .. #v, level)
   end
   return v
-end
-
--- A user table: { user_id = opt, access_token, access_token_secret }.
-local function check_user(fname, argname, u, need_id, level)
-  level = (level or 1) + 1
-  if type(u) ~= "table" then
-    argerror(fname, argname, "expected a user table {user_id, access_token, access_token_secret}, got "
-      .. type(u), level)
-  end
-  for _, k in ipairs { "access_token", "access_token_secret" } do
-    if type(u[k]) ~= "string" or u[k] == "" then
-      argerror(fname, argname .. "." .. k, "expected the user's " .. k:gsub("_", " ") .. " string", level)
-    end
-  end
-  local id
-  if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
-  return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret }
 end
 
 local function check_table(fname, argname, v, level)
@@ -169,7 +138,7 @@ function M.activity_subscribe(self, opts)
   if type(opts) ~= "table" then argerror(fname, "opts", "table expected, got " .. type(opts), 2) end
   local event_type = check_text(fname, "event_type", opts.event_type, nil, 2)
   local user
-  if opts.user ~= nil then user = check_user(fname, "user", opts.user, false, 2) end
+  if opts.user ~= nil then user = check_user(fname, "user", opts.user, 2) end
   local filter = {}
   if opts.filter ~= nil then
     if type(opts.filter) ~= "table" then
@@ -434,7 +403,7 @@ end
 function M.mirror_user(self, webhook_id, user, opts)
   local fname = "mirror_user"
   webhook_id = check_id(fname, "webhook_id", webhook_id, 2)
-  user = check_user(fname, "user", user, true, 2)
+  user = check_user(fname, "user", user, 2, true)
   opts = check_table(fname, "opts", opts, 2)
   local tag = opts.tag
   if tag ~= nil then check_text(fname, "opts.tag", tag, XAA.tag_max, 2) else tag = mirror_tag(user.user_id) end

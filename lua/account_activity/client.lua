@@ -40,10 +40,13 @@ local function show(v)
   if type(v) == "string" then
     local s = v
     if #s > 40 then s = s:sub(1, 40) .. "..." end
-    return string.format("%q", s):gsub("\\\n", "\\n")
+    return (string.format("%q", s):gsub("\\\n", "\\n"))
   end
   return tostring(v)
 end
+-- Shared with the extension modules (workflows, activity): one wording for
+-- every argument error.
+M.argerror, M.show = argerror, show
 
 ---------------------------------------------------------------------------
 -- Argument checks (raise: they are programming errors)
@@ -74,7 +77,8 @@ local function check_id(fname, argname, v, level)
 end
 M.check_id = check_id
 
-local function check_user(fname, argname, u, level)
+-- need_id: the user's user_id is required, not only checked when present.
+local function check_user(fname, argname, u, level, need_id)
   level = (level or 1) + 1
   if type(u) ~= "table" then
     argerror(fname, argname, "expected a user table {user_id, access_token, access_token_secret}, got "
@@ -90,9 +94,10 @@ local function check_user(fname, argname, u, level)
     if u[k]:find("%c") then argerror(fname, argname .. "." .. k, "contains control characters", level) end
   end
   local id
-  if u.user_id ~= nil then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
+  if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
   return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret }
 end
+M.check_user = check_user
 
 local function is_loopback(base_url)
   return base_url:match("^http://127%.0%.0%.1[:/]") ~= nil or base_url == "http://127.0.0.1"
