@@ -168,6 +168,15 @@ local function forbidden_env()
   return v1(403, 200, "Forbidden.")
 end
 
+-- Every premium endpoint starts here: an unknown environment is X's 403/200.
+local function with_env(handler)
+  return function(req)
+    local env = env_of(req)
+    if not env then return forbidden_env() end
+    return handler(req, env)
+  end
+end
+
 local function env_webhook(env)
   return state.webhooks(env)[1]
 end
@@ -181,13 +190,11 @@ end
 M.premium = {}
 local P = M.premium
 
-function P.register(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.register = with_env(function(req, env)
   local wh, reason, detail = webhooks.register(url_param(req), env, req.cfg)
   if not wh then return register_error(reason, detail) end
   return 200, webhooks.v1_object(wh, req.cfg)
-end
+end)
 
 function P.list_all(req)
   local envs = {}
@@ -199,70 +206,54 @@ function P.list_all(req)
   return 200, { environments = util.array(envs) }
 end
 
-function P.list(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.list = with_env(function(req, env)
   local list = {}
   for _, wh in ipairs(state.webhooks(env)) do list[#list + 1] = webhooks.v1_object(wh, req.cfg) end
   return 200, util.array(list)
-end
+end)
 
-function P.validate(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.validate = with_env(function(req, env)
   local wh = premium_webhook(req, env)
   if not wh then return not_found_webhook() end
   return validate(req, wh)
-end
+end)
 
-function P.delete_webhook(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.delete_webhook = with_env(function(req, env)
   local wh = premium_webhook(req, env)
   if not wh then return not_found_webhook() end
   state.delete_webhook(wh)
   return 204
-end
+end)
 
-function P.subscribe(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.subscribe = with_env(function(req, env)
   local wh = env_webhook(env)
   if not wh then return v1(400, 170, "Webhook URL must be defined to create subscriptions.") end
   return subscribe(req, wh)
-end
+end)
 
-function P.check(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.check = with_env(function(req, env)
   local wh = env_webhook(env)
   if wh and state.subscribed(wh.id, req.auth.user_id) then return 204 end
   return v1(404, 34, respond.NOT_FOUND_34)
-end
+end)
 
-function P.unsubscribe_self(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.unsubscribe_self = with_env(function(req, env)
   local wh = env_webhook(env)
   if wh and state.unsubscribe(wh.id, req.auth.user_id) then return 204 end
   return v1(404, 34, respond.NOT_FOUND_34)
-end
+end)
 
-function P.unsubscribe(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.unsubscribe = with_env(function(req, env)
   local wh = env_webhook(env)
   if wh and state.unsubscribe(wh.id, req.captures[2]) then return 204 end
   return v1(404, 34, respond.NOT_FOUND_34)
-end
+end)
 
-function P.list_subscriptions(req)
-  local env = env_of(req)
-  if not env then return forbidden_env() end
+P.list_subscriptions = with_env(function(req, env)
   local wh = env_webhook(env)
   return 200, { environment = env, application_id = req.cfg.app.app_id,
     subscriptions = wh and sub_list(wh) or util.empty_array }
-end
+end)
 
 P.count = M.count
 
