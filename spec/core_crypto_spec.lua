@@ -49,6 +49,56 @@ describe("core.hmac_sha1 (RFC 2202)", function()
   end)
 end)
 
+describe("core HMAC at the block boundaries, against the openssl command", function()
+  -- The core hashes with its own HMAC construction over the digests; the
+  -- openssl command goes through OpenSSL's HMAC. Keys and messages around
+  -- the 64-byte block and the 55/56-byte padding edge.
+  local function openssl_hmac(alg, key, msg)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(msg)
+    f:close()
+    local p = assert(io.popen(("openssl dgst -%s -mac HMAC -macopt hexkey:%s -r %s 2>&1")
+      :format(alg, hex(key), path)))
+    local out = p:read("*a")
+    p:close()
+    os.remove(path)
+    return out:match("^(%x+)")
+  end
+  local key_lengths = { 1, 20, 63, 64, 65, 131, 200 }
+  local msg_lengths = { 0, 1, 55, 56, 63, 64, 65, 119, 120, 1000 }
+  for _, alg in ipairs { "sha1", "sha256" } do
+    it(alg .. ": keys of 1 to 200 bytes, messages of 0 to 1000", function()
+      local fn = core["hmac_" .. alg]
+      for _, kl in ipairs(key_lengths) do
+        for _, ml in ipairs(msg_lengths) do
+          local key = ("k\0\255"):rep(kl):sub(1, kl)
+          local msg = ("message "):rep(ml):sub(1, ml)
+          local want = openssl_hmac(alg, key, msg)
+          assert(want, "the openssl command printed no digest")
+          assert.are.equal(want, hex(fn(key, msg)), ("key %d bytes, message %d bytes"):format(kl, ml))
+        end
+      end
+    end)
+  end
+end)
+
+describe("core.base64_alphabet", function()
+  it("accepts exactly the base64 and base64url characters and '='", function()
+    local ok = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_="
+    assert.is_true(core.base64_alphabet(ok))
+    assert.is_true(core.base64_alphabet(""))
+    for b = 0, 255 do
+      local c = string.char(b)
+      assert.are.equal(ok:find(c, 1, true) ~= nil, core.base64_alphabet("abc" .. c .. "def"),
+        ("byte %d"):format(b))
+    end
+  end)
+  it("raises on a non-string", function()
+    assert.has_error(function() core.base64_alphabet({}) end)
+  end)
+end)
+
 describe("core.base64 (RFC 4648 section 10)", function()
   local vectors = { { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
     { "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" } }

@@ -196,13 +196,13 @@ describe("secrets stay secret", function()
         out[#out + 1] = table.concat(parts, sep)
       end
     end
-    _G.print, io.write = grab("\t"), grab("")
+    _G.print, io.write = grab("\t"), grab("") -- luacheck: ignore 122 (capturing aa.help output)
     local ok, err = pcall(function()
       aa.help()
       aa.help("new"); aa.help("crc_response"); aa.help("client:subscribe"); aa.help(aa.webhook_handler)
       aa.help("no such thing")
     end)
-    _G.print, io.write = old_print, old_write
+    _G.print, io.write = old_print, old_write -- luacheck: ignore 122
     assert.is_true(ok, "aa.help raised: " .. tostring(err))
     assert.is_true(#out > 0)
     for i, s in ipairs(out) do leaks:add("aa.help #" .. i, s) end

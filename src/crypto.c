@@ -1,8 +1,13 @@
 /* HMAC, base64, percent-encoding, constant-time comparison (OpenSSL). */
+/* The low-level SHA1_ and SHA256_ calls are deprecated in OpenSSL 3 but kept;
+ * they skip the provider dispatch that costs more than hashing a CRC token
+ * (see aa_hmac). Builds without them fall back to EVP. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
+#include <openssl/sha.h>
 #include "aa.h"
 
 /* ---- scratch arena ---------------------------------------------------- */
@@ -38,11 +43,17 @@ void *aa_arena_alloc(aa_arena *a, size_t n) {
 }
 
 /* ---- HMAC --------------------------------------------------------------
- * Computed from the digest directly with a digest fetched once: OpenSSL 3's
- * one-shot HMAC() looks the algorithm up on every call, which costs more than
- * hashing a short OAuth base string. */
+ * Computed from the digest directly, never with OpenSSL 3's one-shot HMAC(),
+ * which looks the algorithm up on every call: that costs more than hashing a
+ * short OAuth base string or CRC token. With the low-level digests when the
+ * build has them, else through EVP with a digest fetched once. */
 
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#if !defined(OPENSSL_NO_DEPRECATED_3_0) && !defined(OPENSSL_NO_SHA256)
+#define AA_HMAC_LOWLEVEL_SHA 1
+#endif
+
+#if !defined(AA_HMAC_LOWLEVEL_SHA) && OPENSSL_VERSION_NUMBER >= 0x30000000L
+#define AA_FETCHED_DIGESTS 1
 /* Shared by every Lua state that loaded the module; the last one to close
  * frees them (lua_close unloads the module, and with it these pointers). */
 static EVP_MD *md_sha1, *md_sha256;
@@ -61,12 +72,58 @@ static int md_release(lua_State *L) {
     }
     return 0;
 }
-#else
+#elif !defined(AA_HMAC_LOWLEVEL_SHA)
 static const EVP_MD *get_md(const char *alg) {
     return alg[3] == '1' ? EVP_sha1() : EVP_sha256();
 }
 #endif
 
+#ifdef AA_HMAC_LOWLEVEL_SHA
+/* HMAC (RFC 2104) over the low-level digests: no allocation and no provider
+ * lookup, about a third of the EVP path's instructions for a short message.
+ * The OAuth signer and the CRC answer hash a few hundred bytes at most, so
+ * this overhead is most of their cost. */
+#define AA_HMAC_LOWLEVEL(CTX, INIT, UPDATE, FINAL, DLEN)                        \
+    do {                                                                        \
+        CTX c;                                                                  \
+        unsigned char kb[64], pad[64], inner[DLEN];                             \
+        unsigned int i;                                                         \
+        memset(kb, 0, sizeof kb);                                               \
+        if (keylen > sizeof kb) {                                               \
+            INIT(&c);                                                           \
+            UPDATE(&c, key, keylen);                                            \
+            FINAL(kb, &c);                                                      \
+        } else if (keylen > 0) {                                                \
+            memcpy(kb, key, keylen);                                            \
+        }                                                                       \
+        for (i = 0; i < 64; i++) pad[i] = kb[i] ^ 0x36;                         \
+        INIT(&c);                                                               \
+        UPDATE(&c, pad, 64);                                                    \
+        UPDATE(&c, msg, msglen);                                                \
+        FINAL(inner, &c);                                                       \
+        for (i = 0; i < 64; i++) pad[i] = kb[i] ^ 0x5c;                         \
+        INIT(&c);                                                               \
+        UPDATE(&c, pad, 64);                                                    \
+        UPDATE(&c, inner, DLEN);                                                \
+        FINAL(out, &c);                                                         \
+        *outlen = DLEN;                                                         \
+        /* key-derived state: pads, the inner hash and the context */          \
+        OPENSSL_cleanse(kb, sizeof kb);                                         \
+        OPENSSL_cleanse(pad, sizeof pad);                                       \
+        OPENSSL_cleanse(inner, sizeof inner);                                   \
+        OPENSSL_cleanse(&c, sizeof c);                                          \
+    } while (0)
+
+int aa_hmac(const char *alg, const void *key, size_t keylen, const void *msg,
+            size_t msglen, unsigned char *out, unsigned int *outlen) {
+    if (alg[3] == '1')
+        AA_HMAC_LOWLEVEL(SHA_CTX, SHA1_Init, SHA1_Update, SHA1_Final, SHA_DIGEST_LENGTH);
+    else
+        AA_HMAC_LOWLEVEL(SHA256_CTX, SHA256_Init, SHA256_Update, SHA256_Final,
+                         SHA256_DIGEST_LENGTH);
+    return 1;
+}
+#else
 int aa_hmac(const char *alg, const void *key, size_t keylen, const void *msg,
             size_t msglen, unsigned char *out, unsigned int *outlen) {
     const EVP_MD *md = get_md(alg);
@@ -101,6 +158,7 @@ done:
     EVP_MD_CTX_free(ctx);
     return ok;
 }
+#endif
 
 static int hmac_common(lua_State *L, const char *alg) {
     size_t kl, ml;
@@ -204,6 +262,20 @@ bad:
     return 2;
 }
 
+/* true when every byte is in the base64 or base64url alphabet ('=' included).
+ * The CRC check runs on every token: a Lua pattern with a character class
+ * costs about 50 times as much, once per position. */
+static int l_base64_alphabet(lua_State *L) {
+    size_t n, i;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    for (i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (b64val(c) < 0 && c != '-' && c != '_' && c != '=') break;
+    }
+    lua_pushboolean(L, i == n);
+    return 1;
+}
+
 /* ---- percent-encoding ---------------------------------------------------- */
 
 static const char hexu[] = "0123456789ABCDEF";
@@ -293,6 +365,7 @@ static const luaL_Reg funcs[] = {
     {"hmac_sha256", l_hmac_sha256},
     {"base64_encode", l_base64_encode},
     {"base64_decode", l_base64_decode},
+    {"base64_alphabet", l_base64_alphabet},
     {"percent_encode", l_percent_encode},
     {"percent_decode", l_percent_decode},
     {"equal", l_equal},
@@ -300,7 +373,7 @@ static const luaL_Reg funcs[] = {
 
 void aa_open_crypto(lua_State *L) {
     aa_setfuncs(L, funcs, 0);
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#ifdef AA_FETCHED_DIGESTS
     /* a sentinel whose finalizer runs when this state closes */
     lua_newuserdata(L, 1);
     lua_newtable(L);

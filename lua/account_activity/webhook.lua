@@ -11,8 +11,8 @@ local events = require "account_activity.events"
 
 local hmac_sha256, b64encode, b64decode, equal =
   core.hmac_sha256, core.base64_encode, core.base64_decode, core.equal
-local type, pairs, tostring, error, pcall, setmetatable =
-  type, pairs, tostring, error, pcall, setmetatable
+local type, pairs, tostring, error, pcall, setmetatable, getmetatable =
+  type, pairs, tostring, error, pcall, setmetatable, getmetatable
 local sub, find, lower, upper, gsub, char, format =
   string.sub, string.find, string.lower, string.upper, string.gsub, string.char, string.format
 local tonumber, ipairs = tonumber, ipairs
@@ -88,21 +88,30 @@ end
 -- X's tokens are base64/base64url of a UUID (48 chars seen). Anything else
 -- is refused: otherwise the CRC endpoint signs any string with the key that
 -- signs deliveries, e.g. a forged event body (vercel/chat#775).
+local base64_alphabet = core.base64_alphabet
 local function token_shape_ok(t)
   local n = #t
-  return n >= 16 and n <= 128 and not find(t, "[^A-Za-z0-9+/=_%-]")
+  return n >= 16 and n <= 128 and base64_alphabet(t)
 end
 M.crc_token_valid = function(t) return type(t) == "string" and token_shape_ok(t) end
 
 ---------------------------------------------------------------------------
 -- Request helpers
 
+-- A headers table with this metatable promises lowercase names only, so a
+-- missing header is known missing without a scan. The nginx adapter uses
+-- it: the scan is a loop, and a loop on the CRC path keeps LuaJIT from
+-- compiling the request (the trace aborts and the path stays interpreted).
+local LOWERCASE_HEADERS = {}
+M._LOWERCASE_HEADERS = LOWERCASE_HEADERS
+
 -- Header lookup in any case: exact lowercase (nginx's get_headers() table
 -- answers any case through it), canonical case, then a scan.
 local function header(headers, lname, cname)
   local v = headers[lname]
-  if v == nil then v = headers[cname] end
-  if v == nil then
+  if v == nil and getmetatable(headers) ~= LOWERCASE_HEADERS then
+    v = headers[cname]
+    if v ~= nil then return v end
     local n = #lname
     for k, val in pairs(headers) do
       if type(k) == "string" and #k == n and lower(k) == lname then
@@ -116,9 +125,20 @@ end
 
 local function unhex(h) return char(tonumber(h, 16)) end
 
+local function percent_decode_token(token)
+  if find(token, "%", 1, true) then token = gsub(token, "%%(%x%x)", unhex) end
+  return token
+end
+
 -- crc_token from the raw query string: percent-decoded but '+' kept, since
 -- X's base64 tokens hold '+' and a form decoder would turn it into a space.
 local function token_from_raw(raw)
+  -- X's own form, "crc_token=...[&nonce=...]", without a loop (see
+  -- LOWERCASE_HEADERS: a loop here would keep the CRC path interpreted).
+  if sub(raw, 1, 10) == "crc_token=" and not find(raw, "crc_token=", 11, true) then
+    local stop = find(raw, "&", 11, true)
+    return percent_decode_token(sub(raw, 11, stop and stop - 1 or #raw))
+  end
   local token, count = nil, 0
   local pos = 1
   while true do
@@ -132,8 +152,7 @@ local function token_from_raw(raw)
     pos = e + 1
   end
   if count > 1 then return nil, "repeated crc_token" end
-  if token and find(token, "%", 1, true) then token = gsub(token, "%%(%x%x)", unhex) end
-  return token
+  return token and percent_decode_token(token)
 end
 
 local function crc_token(req)
