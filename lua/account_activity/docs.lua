@@ -54,6 +54,7 @@ M.entries = {
   { "core.base64_encode", "core.base64_encode(s)", "Standard base64 with padding." },
   { "core.base64_decode", "core.base64_decode(s)", "Strict base64 (padding required, no whitespace) -> bytes, or nil and an error." },
   { "core.base64_alphabet", "core.base64_alphabet(s)", "true when every byte of s is in the base64 or base64url alphabet (with =)." },
+  { "core.json_decode", "core.json_decode(s, max_depth)", "Strict RFC 8259 JSON -> the value lua-cjson would give (floats, cjson.null), or nil and \"<reason> at byte <n>\"; max_depth 1..1000 (default 1000)." },
   { "core.percent_encode", "core.percent_encode(s)", "RFC 3986: every byte but A-Za-z0-9-._~ as %XX (uppercase); space is %20." },
   { "core.percent_decode", "core.percent_decode(s, plus_is_space)", "Undo %XX escapes (invalid ones kept); '+' becomes a space when asked." },
   { "core.equal", "core.equal(a, b)", "Constant-time comparison of two strings (CRYPTO_memcmp) -> boolean." },

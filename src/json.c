@@ -1,0 +1,490 @@
+/* A JSON decoder for the webhook's hot path (core.json_decode).
+ *
+ * Every delivery X posts is decoded before it is answered, and lua-cjson
+ * spends most of that time copying strings byte by byte and growing each
+ * table one rehash at a time. Here strings without escapes are pushed
+ * straight from the input, and an object's or array's members wait on the
+ * Lua stack until the closing bracket, so each table is created at its final
+ * size.
+ *
+ * The values are lua-cjson's, so code sees the same tables either way:
+ * numbers are floats, null is cjson.null (a NULL light userdata), [] and {}
+ * are empty tables, a repeated key keeps its last value, and \u0000 and
+ * invalid UTF-8 pass through as bytes. The grammar is RFC 8259's, stricter
+ * than lua-cjson: no leading zeros, hex, NaN, Infinity or raw control
+ * characters in strings. Failure is nil plus a message naming the byte.
+ * Nothing here allocates outside Lua, so an error or a memory error at any
+ * point leaves nothing behind. */
+#include <locale.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aa.h"
+
+#define JSON_MAX_DEPTH 1000
+/* Members held on the stack before they are flushed into their table: big
+ * enough for the objects X sends, small enough that deep nesting stays
+ * within LuaJIT's C stack limit (8000 slots). */
+#define JSON_CHUNK 64
+/* Past this many stack slots every member is flushed at once, so a deep
+ * document of wide objects cannot exhaust that limit before depth does. */
+#define JSON_SOFT_TOP 2000
+
+typedef struct {
+    lua_State *L;
+    const unsigned char *start, *p, *end;
+    int depth, max_depth;
+    int scratch_idx;     /* stack slot of the scratch buffer */
+    unsigned char *scratch; /* NULL until a string with escapes needs it */
+    const char *err;
+    const unsigned char *err_at;
+} json_dec;
+
+static int fail(json_dec *d, const char *msg, const unsigned char *at) {
+    d->err = msg;
+    d->err_at = at;
+    return 0;
+}
+
+static void skip_ws(json_dec *d) {
+    const unsigned char *p = d->p, *end = d->end;
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    d->p = p;
+}
+
+/* Room for n more values; false when the stack cannot grow (LuaJIT caps a C
+ * function's stack), which makes the caller flush before going on. */
+static int room(json_dec *d, int n) {
+    return lua_checkstack(d->L, n);
+}
+
+static int parse_value(json_dec *d);
+
+/* A scratch buffer as long as the input: an escaped string never decodes to
+ * more bytes than its source text. A userdata, so nothing leaks on error. */
+static unsigned char *scratch(json_dec *d) {
+    if (d->scratch == NULL) {
+        size_t n = (size_t)(d->end - d->start) + 1;
+        if (!room(d, 1)) return NULL;
+        d->scratch = (unsigned char *)lua_newuserdata(d->L, n);
+        lua_replace(d->L, d->scratch_idx);
+    }
+    return d->scratch;
+}
+
+static int hex4(const unsigned char *p, unsigned *out) {
+    unsigned v = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        unsigned c = p[i], x;
+        if (c >= '0' && c <= '9') x = c - '0';
+        else if (c >= 'a' && c <= 'f') x = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') x = c - 'A' + 10;
+        else return 0;
+        v = v << 4 | x;
+    }
+    *out = v;
+    return 1;
+}
+
+static size_t put_utf8(unsigned char *o, unsigned cp) {
+    if (cp < 0x80) {
+        o[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (unsigned char)(0xC0 | cp >> 6);
+        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | cp >> 12);
+        o[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (unsigned char)(0xF0 | cp >> 18);
+    o[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+    o[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Eight bytes at a time while none is '"', '\\' or below 0x20: the long
+ * runs of plain text in tweets cost a few instructions per word. */
+static unsigned char plain_byte[256];
+static void init_plain_bytes(void) {
+    int c;
+    for (c = 0x20; c < 256; c++) plain_byte[c] = c != '"' && c != '\\';
+}
+
+#define ONES ((uint64_t)0x0101010101010101ULL)
+#define HIGHS ((uint64_t)0x8080808080808080ULL)
+static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+    while (end - p >= 8) {
+        uint64_t v, q, b, c;
+        memcpy(&v, p, 8);
+        q = v ^ (ONES * '"');
+        b = v ^ (ONES * '\\');
+        c = (q - ONES) & ~q;
+        c |= (b - ONES) & ~b;
+        c |= (v - ONES * 0x20) & ~v;
+        if (c & HIGHS) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* the lowest flagged byte is exact (a borrow only carries upward) */
+            return p + (__builtin_ctzll(c & HIGHS) >> 3);
+#else
+            break;
+#endif
+        }
+        p += 8;
+    }
+    while (p < end && plain_byte[*p]) p++;
+    return p;
+}
+
+/* The rest of a string that has escapes, from the first backslash. */
+static int parse_escaped(json_dec *d, const unsigned char *start, const unsigned char *p) {
+    unsigned char *buf = scratch(d), *o;
+    const unsigned char *end = d->end;
+    if (buf == NULL) return fail(d, "input nested too deeply", p);
+    memcpy(buf, start, (size_t)(p - start));
+    o = buf + (p - start);
+    for (;;) {
+        const unsigned char *q = plain_run(p, end);
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        p = q;
+        if (p >= end) return fail(d, "unterminated string", start - 1);
+        if (*p == '"') break;
+        if (*p < 0x20) return fail(d, "control character in string", p);
+        /* a backslash */
+        if (end - p < 2) return fail(d, "unterminated string", start - 1);
+        switch (p[1]) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (end - p < 6 || !hex4(p + 2, &cp)) return fail(d, "invalid \\u escape", p);
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(d, "unpaired UTF-16 surrogate", p);
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !hex4(p + 8, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return fail(d, "unpaired UTF-16 surrogate", p);
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            o += put_utf8(o, cp);
+            p += 6;
+            continue;
+        }
+        default:
+            return fail(d, "invalid escape in string", p);
+        }
+        p += 2;
+    }
+    lua_pushlstring(d->L, (const char *)buf, (size_t)(o - buf));
+    d->p = p + 1;
+    return 1;
+}
+
+static int parse_string(json_dec *d) {
+    const unsigned char *start = d->p + 1, *p = plain_run(start, d->end);
+    if (p < d->end && *p == '"') {
+        lua_pushlstring(d->L, (const char *)start, (size_t)(p - start));
+        d->p = p + 1;
+        return 1;
+    }
+    if (p >= d->end) return fail(d, "unterminated string", start - 1);
+    if (*p < 0x20) return fail(d, "control character in string", p);
+    return parse_escaped(d, start, p);
+}
+
+/* Object keys repeat in every delivery ("id_str", "screen_name", ...): a
+ * small cache of recent key strings, kept in the function's upvalue table,
+ * hands back the Lua string without hashing and interning it again. */
+#define KEY_CACHE_SLOTS 512
+#define KEY_CACHE_MAX_LEN 40
+
+static int parse_key(json_dec *d) {
+    const unsigned char *start = d->p + 1, *p = plain_run(start, d->end);
+    size_t n = (size_t)(p - start);
+    if (p < d->end && *p == '"' && n > 0 && n <= KEY_CACHE_MAX_LEN) {
+        lua_State *L = d->L;
+        unsigned slot = ((unsigned)n * 31u + start[0] * 7u + start[n / 2] * 131u + start[n - 1]) %
+                        KEY_CACHE_SLOTS;
+        size_t cl;
+        const char *c;
+        lua_rawgeti(L, lua_upvalueindex(1), (int)slot + 1);
+        c = lua_tolstring(L, -1, &cl);
+        d->p = p + 1;
+        if (c != NULL && cl == n && memcmp(c, start, n) == 0) return 1;
+        lua_pop(L, 1);
+        lua_pushlstring(L, (const char *)start, n);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, lua_upvalueindex(1), (int)slot + 1);
+        return 1;
+    }
+    return parse_string(d);
+}
+
+static int is_digit(const unsigned char *p, const unsigned char *end) {
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+static int parse_number(json_dec *d) {
+    const unsigned char *start = d->p, *p = start, *end = d->end;
+    int neg = 0, simple = 1;
+    uint64_t v = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (!is_digit(p, end)) return fail(d, "invalid number", start);
+    if (*p == '0') {
+        p++;
+        if (is_digit(p, end)) return fail(d, "leading zero in number", start);
+    } else {
+        while (is_digit(p, end)) {
+            v = v * 10 + (uint64_t)(*p - '0');
+            p++;
+        }
+    }
+    /* up to 15 digits a double holds exactly, so the cast is the value */
+    if (p - start - neg > 15) simple = 0;
+    if (p < end && *p == '.') {
+        simple = 0;
+        p++;
+        if (!is_digit(p, end)) return fail(d, "invalid number", start);
+        while (is_digit(p, end)) p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        simple = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (!is_digit(p, end)) return fail(d, "invalid number", start);
+        while (is_digit(p, end)) p++;
+    }
+    if (simple) {
+        double x = (double)v;
+        lua_pushnumber(d->L, neg ? -x : x);
+    } else {
+        /* strtod wants a terminated copy in the locale's decimal point */
+        size_t n = (size_t)(p - start), i;
+        char small[64], *buf = small, dot = localeconv()->decimal_point[0];
+        if (n >= sizeof small) {
+            buf = (char *)scratch(d);
+            if (buf == NULL) return fail(d, "input nested too deeply", start);
+        }
+        memcpy(buf, start, n);
+        buf[n] = '\0';
+        for (i = 0; i < n; i++)
+            if (buf[i] == '.') buf[i] = dot;
+        lua_pushnumber(d->L, (lua_Number)strtod(buf, NULL));
+    }
+    d->p = p;
+    return 1;
+}
+
+static int literal(json_dec *d, const char *word, size_t n) {
+    if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0)
+        return fail(d, "invalid literal", d->p);
+    d->p += n;
+    return 1;
+}
+
+/* A container's slot (base+1) holds nil until its table is made; its
+ * members wait above it, at base+2 .. top. The first flush makes the table
+ * at the size of the members waiting, so a container of up to JSON_CHUNK
+ * members is never rehashed. */
+static void flush_object(lua_State *L, int base, int *made, int pairs) {
+    int i;
+    if (!*made) {
+        lua_createtable(L, 0, pairs);
+        lua_replace(L, base + 1);
+        *made = 1;
+    }
+    for (i = 0; i < pairs; i++) {
+        lua_pushvalue(L, base + 2 + 2 * i);
+        lua_pushvalue(L, base + 3 + 2 * i);
+        lua_rawset(L, base + 1);
+    }
+    lua_settop(L, base + 1);
+}
+
+/* rawseti pops the elements from the last. */
+static void flush_array(lua_State *L, int base, int *made, int count, int done) {
+    int i;
+    if (!*made) {
+        lua_createtable(L, count, 0);
+        lua_replace(L, base + 1);
+        *made = 1;
+    }
+    for (i = count; i >= 1; i--) lua_rawseti(L, base + 1, done + i);
+}
+
+/* How many members the next chunk may hold: the stack is checked once per
+ * chunk, not once per member. 0 when it cannot grow at all. */
+static int chunk_limit(json_dec *d, int slots_per_member) {
+    if (lua_gettop(d->L) <= JSON_SOFT_TOP && room(d, slots_per_member * JSON_CHUNK + 4))
+        return JSON_CHUNK;
+    return room(d, slots_per_member + 4) ? 1 : 0;
+}
+
+/* After a member: 1 when a comma says another follows, 0 at the closing
+ * bracket, -1 (with the error set) otherwise. */
+static int after_member(json_dec *d, unsigned char close, const unsigned char *open) {
+    skip_ws(d);
+    if (d->p < d->end && (*d->p == ',' || *d->p == close)) return *d->p++ == ',';
+    if (d->p < d->end)
+        fail(d, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'", d->p);
+    else
+        fail(d, close == '}' ? "unterminated object" : "unterminated array", open);
+    return -1;
+}
+
+static int parse_object(json_dec *d) {
+    lua_State *L = d->L;
+    int base = lua_gettop(L), made = 0, pairs = 0, limit, more;
+    const unsigned char *open = d->p;
+    if (++d->depth > d->max_depth) return fail(d, "nested too deeply", open);
+    lua_pushnil(L); /* the table's slot; the caller left room for it */
+    d->p++;
+    skip_ws(d);
+    if (d->p < d->end && *d->p == '}') {
+        d->p++;
+    } else {
+        if ((limit = chunk_limit(d, 2)) == 0) return fail(d, "input nested too deeply", open);
+        for (;;) {
+            if (pairs == limit) {
+                flush_object(L, base, &made, pairs);
+                pairs = 0;
+                if ((limit = chunk_limit(d, 2)) == 0)
+                    return fail(d, "input nested too deeply", d->p);
+            }
+            skip_ws(d);
+            if (d->p >= d->end || *d->p != '"') return fail(d, "expected a string key", d->p);
+            if (!parse_key(d)) return 0;
+            skip_ws(d);
+            if (d->p >= d->end || *d->p != ':') return fail(d, "expected ':'", d->p);
+            d->p++;
+            if (!parse_value(d)) return 0;
+            pairs++;
+            more = after_member(d, '}', open);
+            if (more < 0) return 0;
+            if (!more) break;
+        }
+    }
+    flush_object(L, base, &made, pairs);
+    d->depth--;
+    return 1;
+}
+
+static int parse_array(json_dec *d) {
+    lua_State *L = d->L;
+    int base = lua_gettop(L), made = 0, count = 0, done = 0, limit, more;
+    const unsigned char *open = d->p;
+    if (++d->depth > d->max_depth) return fail(d, "nested too deeply", open);
+    lua_pushnil(L);
+    d->p++;
+    skip_ws(d);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+    } else {
+        if ((limit = chunk_limit(d, 1)) == 0) return fail(d, "input nested too deeply", open);
+        for (;;) {
+            if (count == limit) {
+                flush_array(L, base, &made, count, done);
+                done += count;
+                count = 0;
+                if (done > INT32_MAX - JSON_CHUNK) return fail(d, "array too long", d->p);
+                if ((limit = chunk_limit(d, 1)) == 0)
+                    return fail(d, "input nested too deeply", d->p);
+            }
+            if (!parse_value(d)) return 0;
+            count++;
+            more = after_member(d, ']', open);
+            if (more < 0) return 0;
+            if (!more) break;
+        }
+    }
+    flush_array(L, base, &made, count, done);
+    d->depth--;
+    return 1;
+}
+
+static int parse_value(json_dec *d) {
+    skip_ws(d);
+    if (d->p >= d->end) return fail(d, "unexpected end of input", d->p);
+    switch (*d->p) {
+    case '{': return parse_object(d);
+    case '[': return parse_array(d);
+    case '"': return parse_string(d);
+    case 't':
+        if (!literal(d, "true", 4)) return 0;
+        lua_pushboolean(d->L, 1);
+        return 1;
+    case 'f':
+        if (!literal(d, "false", 5)) return 0;
+        lua_pushboolean(d->L, 0);
+        return 1;
+    case 'n':
+        if (!literal(d, "null", 4)) return 0;
+        lua_pushlightuserdata(d->L, NULL); /* cjson.null */
+        return 1;
+    default:
+        if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9')) return parse_number(d);
+        return fail(d, "unexpected character", d->p);
+    }
+}
+
+/* core.json_decode(s [, max_depth]) -> value | nil, "<reason> at byte <n>" */
+static int l_json_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer max_depth = luaL_optinteger(L, 2, JSON_MAX_DEPTH);
+    json_dec d;
+    luaL_argcheck(L, max_depth >= 1 && max_depth <= JSON_MAX_DEPTH, 2, "max_depth must be 1 to 1000");
+    lua_settop(L, 1);
+    lua_pushnil(L); /* slot 2: the scratch buffer, made on demand */
+    d.L = L;
+    d.start = d.p = (const unsigned char *)s;
+    d.end = d.start + n;
+    d.depth = 0;
+    d.max_depth = (int)max_depth;
+    d.scratch_idx = 2;
+    d.scratch = NULL;
+    d.err = NULL;
+    d.err_at = NULL;
+    if (parse_value(&d)) {
+        skip_ws(&d);
+        if (d.p == d.end) return 1;
+        fail(&d, "unexpected data after the value", d.p);
+    }
+    {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s at byte %lu", d.err,
+                 (unsigned long)(d.err_at - d.start) + 1);
+        lua_settop(L, 0);
+        lua_pushnil(L);
+        lua_pushstring(L, msg);
+    }
+    return 2;
+}
+
+static const luaL_Reg funcs[] = {
+    {"json_decode", l_json_decode},
+    {NULL, NULL}};
+
+void aa_open_json(lua_State *L) {
+    init_plain_bytes();
+    lua_createtable(L, KEY_CACHE_SLOTS, 0); /* the key cache (upvalue 1) */
+    aa_setfuncs(L, funcs, 1);
+}
