@@ -193,6 +193,22 @@ local function aaa_event(out, body, key, item, typ, for_user_id)
   out[#out + 1] = ev
 end
 
+local function aaa_key(out, body, key, for_user_id)
+  local value = body[key]
+  local typ = key_type(key)
+  if key == "user_event" and for_user_id == nil and type(value) == "table" then
+    -- A revoke carries no for_user_id; the revoking user is the source.
+    local revoke = value.revoke
+    local src = type(revoke) == "table" and revoke.source
+    for_user_id = type(src) == "table" and id_string(src.user_id) or nil
+  end
+  if type(value) == "table" and not SINGLE[key] and is_array(value) then
+    for j = 1, #value do aaa_event(out, body, key, value[j], typ, for_user_id) end
+  else
+    aaa_event(out, body, key, value, typ, for_user_id)
+  end
+end
+
 local function parse_aaa(body, out)
   local for_user_id = id_string(body.for_user_id)
   -- Normally exactly one event key; sort only when there are more, so the
@@ -210,25 +226,9 @@ local function parse_aaa(body, out)
   if keys then
     for i = 1, #keys do keys[i] = tostring(keys[i]) end
     sort(keys)
-  else
-    keys = { first }
-  end
-  for i = 1, #keys do
-    local key = keys[i]
-    local value = body[key]
-    local typ = key_type(key)
-    local fuid = for_user_id
-    if key == "user_event" and fuid == nil and type(value) == "table" then
-      -- A revoke carries no for_user_id; the revoking user is the source.
-      local revoke = value.revoke
-      local src = type(revoke) == "table" and revoke.source
-      fuid = type(src) == "table" and id_string(src.user_id) or nil
-    end
-    if type(value) == "table" and not SINGLE[key] and is_array(value) then
-      for j = 1, #value do aaa_event(out, body, key, value[j], typ, fuid) end
-    else
-      aaa_event(out, body, key, value, typ, fuid)
-    end
+    for i = 1, #keys do aaa_key(out, body, keys[i], for_user_id) end
+  elseif first ~= nil then
+    aaa_key(out, body, first, for_user_id)
   end
   return out
 end
