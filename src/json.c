@@ -113,11 +113,19 @@ static size_t put_utf8(unsigned char *o, unsigned cp) {
 
 /* Eight bytes at a time while none is '"', '\\' or below 0x20: the long
  * runs of plain text in tweets cost a few instructions per word. */
-static unsigned char plain_byte[256];
-static void init_plain_bytes(void) {
-    int c;
-    for (c = 0x20; c < 256; c++) plain_byte[c] = c != '"' && c != '\\';
-}
+/* 1 for the bytes a string may hold as they are: not '"', '\\' or a
+ * control character. A constant, so loading the module writes nothing
+ * shared between threads. */
+static const unsigned char plain_byte[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    1,1,0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+};
 
 #define ONES ((uint64_t)0x0101010101010101ULL)
 #define HIGHS ((uint64_t)0x8080808080808080ULL)
@@ -484,7 +492,6 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL}};
 
 void aa_open_json(lua_State *L) {
-    init_plain_bytes();
     lua_createtable(L, KEY_CACHE_SLOTS, 0); /* the key cache (upvalue 1) */
     aa_setfuncs(L, funcs, 1);
 }
