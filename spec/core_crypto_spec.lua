@@ -83,6 +83,35 @@ describe("core HMAC at the block boundaries, against the openssl command", funct
   end
 end)
 
+describe("core.hmac_sha256_check", function()
+  local key, msg = "kAHyQ5xqbyOF9NCCTxThzL6RLz0BEzMKe1vgp6KoB2ZrmcL5xj", '{"for_user_id":"1"}'
+  local mac = core.base64_encode(core.hmac_sha256(key, msg))
+  it("accepts the genuine base64 MAC, from any starting byte", function()
+    assert.is_true(core.hmac_sha256_check(key, msg, mac))
+    assert.is_true(core.hmac_sha256_check(key, msg, "sha256=" .. mac, 8))
+  end)
+  it("names why anything else fails", function()
+    local function why(b64, init) return select(2, core.hmac_sha256_check(key, msg, b64, init)) end
+    local flipped = (mac:sub(1, 1) == "A" and "B" or "A") .. mac:sub(2)
+    assert.are.equal("mismatch", why(flipped))
+    assert.are.equal("mismatch", why(core.base64_encode(core.hmac_sha256(key, msg .. " "))))
+    assert.are.equal("mismatch", why(core.base64_encode(core.hmac_sha256(key .. "x", msg))))
+    assert.are.equal("base64", why(mac:sub(1, -2) .. "!"))
+    assert.are.equal("base64", why(mac:sub(1, -2)))           -- padding cut: not a multiple of 4
+    assert.are.equal("base64", why(mac:sub(1, 42) .. "B="))   -- leftover bits before the padding
+    assert.are.equal("length", why(core.base64_encode(("\0"):rep(31))))
+    assert.are.equal("length", why(core.base64_encode(("\0"):rep(33))))
+    assert.are.equal("length", why(""))
+    assert.are.equal("length", why(("A"):rep(260)))
+    assert.are.equal("mismatch", why("sha256=" .. flipped, 8))
+  end)
+  it("raises on bad arguments", function()
+    assert.has_error(function() core.hmac_sha256_check(key, msg, mac, 0) end)
+    assert.has_error(function() core.hmac_sha256_check(key, msg, mac, #mac + 2) end)
+    assert.has_error(function() core.hmac_sha256_check(key, nil, mac) end)
+  end)
+end)
+
 describe("core.base64_alphabet", function()
   it("accepts exactly the base64 and base64url characters and '='", function()
     local ok = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_="

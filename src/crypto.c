@@ -220,17 +220,12 @@ static int b64val(unsigned char c) {
 
 /* Strict RFC 4648 decoding: standard alphabet, padding required, no
  * whitespace, no bits left over. Signatures are compared after decoding,
- * so leniency here would only widen what an attacker may send. */
-static int l_base64_decode(lua_State *L) {
-    size_t n, i, o = 0;
-    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-    unsigned char *dst;
-    if (n % 4 != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid base64: length is not a multiple of 4");
-        return 2;
-    }
-    dst = (unsigned char *)lua_newuserdata(L, n / 4 * 3 + 1);
+ * so leniency here would only widen what an attacker may send.
+ * dst holds n / 4 * 3 bytes. 0 when done, else the reason it is invalid. */
+static const char *b64_decode_strict(const unsigned char *s, size_t n, unsigned char *dst,
+                                     size_t *olen) {
+    size_t i, o = 0;
+    if (n % 4 != 0) return "invalid base64: length is not a multiple of 4";
     for (i = 0; i < n; i += 4) {
         int a = b64val(s[i]), c1 = b64val(s[i + 1]), c2, c3;
         int last = i + 4 == n;
@@ -254,11 +249,59 @@ static int l_base64_decode(lua_State *L) {
         dst[o++] = (unsigned char)((c1 & 15) << 4 | c2 >> 2);
         dst[o++] = (unsigned char)((c2 & 3) << 6 | c3);
     }
+    *olen = o;
+    return NULL;
+bad:
+    return "invalid base64: unexpected character or padding";
+}
+
+static int l_base64_decode(lua_State *L) {
+    size_t n, o = 0;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    unsigned char *dst = (unsigned char *)lua_newuserdata(L, n / 4 * 3 + 1);
+    const char *err = b64_decode_strict(s, n, dst, &o);
+    if (err != NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
     lua_pushlstring(L, (const char *)dst, o);
     return 1;
-bad:
-    lua_pushnil(L);
-    lua_pushliteral(L, "invalid base64: unexpected character or padding");
+}
+
+/* core.hmac_sha256_check(key, msg, b64 [, init]) -> true | false, why
+ * The webhook's signature check in one call: strict base64 from byte init of
+ * b64, HMAC-SHA256(key, msg), constant-time comparison. why is "base64" (not
+ * strict base64), "length" (not 32 bytes; also for text over 256 bytes,
+ * never decoded) or "mismatch". */
+#define SIG_TEXT_MAX 256
+static int l_hmac_sha256_check(lua_State *L) {
+    size_t kl, ml, bl, glen = 0;
+    const char *key = luaL_checklstring(L, 1, &kl);
+    const char *msg = luaL_checklstring(L, 2, &ml);
+    const unsigned char *b64 = (const unsigned char *)luaL_checklstring(L, 3, &bl);
+    lua_Integer init = luaL_optinteger(L, 4, 1);
+    unsigned char got[SIG_TEXT_MAX / 4 * 3], want[EVP_MAX_MD_SIZE];
+    unsigned int wlen = 0;
+    const char *why = NULL;
+    luaL_argcheck(L, init >= 1 && (size_t)init <= bl + 1, 4, "initial position out of range");
+    b64 += init - 1;
+    bl -= (size_t)init - 1;
+    if (bl > SIG_TEXT_MAX) why = "length";
+    else if (b64_decode_strict(b64, bl, got, &glen) != NULL) why = "base64";
+    else if (glen != 32) why = "length";
+    if (why == NULL) {
+        if (!aa_hmac("sha256", key, kl, msg, ml, want, &wlen))
+            return luaL_error(L, "sha256 failed inside OpenSSL");
+        if (CRYPTO_memcmp(got, want, 32) != 0) why = "mismatch";
+        OPENSSL_cleanse(want, sizeof want);
+    }
+    if (why == NULL) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, why);
     return 2;
 }
 
@@ -366,6 +409,7 @@ static const luaL_Reg funcs[] = {
     {"base64_encode", l_base64_encode},
     {"base64_decode", l_base64_decode},
     {"base64_alphabet", l_base64_alphabet},
+    {"hmac_sha256_check", l_hmac_sha256_check},
     {"percent_encode", l_percent_encode},
     {"percent_decode", l_percent_decode},
     {"equal", l_equal},

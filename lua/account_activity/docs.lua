@@ -53,6 +53,7 @@ M.entries = {
   { "core.hmac_sha256", "core.hmac_sha256(key, msg)", "HMAC-SHA256 -> raw 32 bytes." },
   { "core.base64_encode", "core.base64_encode(s)", "Standard base64 with padding." },
   { "core.base64_decode", "core.base64_decode(s)", "Strict base64 (padding required, no whitespace) -> bytes, or nil and an error." },
+  { "core.hmac_sha256_check", "core.hmac_sha256_check(key, msg, b64, init)", "Constant-time check of a base64 HMAC-SHA256 (from byte init) -> true, or false and \"base64\" | \"length\" | \"mismatch\"." },
   { "core.base64_alphabet", "core.base64_alphabet(s)", "true when every byte of s is in the base64 or base64url alphabet (with =)." },
   { "core.json_decode", "core.json_decode(s, max_depth)", "Strict RFC 8259 JSON -> the value lua-cjson would give (floats, cjson.null), or nil and \"<reason> at byte <n>\"; max_depth 1..1000 (default 1000)." },
   { "core.percent_encode", "core.percent_encode(s)", "RFC 3986: every byte but A-Za-z0-9-._~ as %XX (uppercase); space is %20." },

@@ -9,8 +9,8 @@
 local core = require "account_activity.core"
 local events = require "account_activity.events"
 
-local hmac_sha256, b64encode, b64decode, equal =
-  core.hmac_sha256, core.base64_encode, core.base64_decode, core.equal
+local hmac_sha256, b64encode, hmac_sha256_check =
+  core.hmac_sha256, core.base64_encode, core.hmac_sha256_check
 local type, pairs, tostring, error, pcall, setmetatable, getmetatable =
   type, pairs, tostring, error, pcall, setmetatable, getmetatable
 local sub, find, lower, upper, gsub, char, format =
@@ -28,8 +28,8 @@ local SIG2_HEADER_C = "X-Twitter-Webhooks-Signature-OAuth2"
 
 local PREFIX = "sha256="
 local PREFIX_LEN = #PREFIX
-local DIGEST_LEN = 32
--- base64 of 32 bytes is 44 chars; anything far longer is not worth decoding.
+-- base64 of a 32-byte digest is 44 chars; anything far longer is not worth
+-- decoding (the core never decodes more than 256 either).
 local MAX_SIG_LEN = 256
 
 local function check_secret(v, name, fname, level)
@@ -53,19 +53,24 @@ function M.crc_response(consumer_secret, crc_token)
   return PREFIX .. b64encode(hmac_sha256(consumer_secret, crc_token))
 end
 
--- The unchecked core of verify_signature, for the hot path.
+local WHY = {
+  base64 = "signature is not valid base64",
+  length = "signature has the wrong length",
+  mismatch = "signature does not match",
+}
+
+-- The unchecked core of verify_signature, for the hot path. The core
+-- decodes the base64 and compares digests, not base64 text (equal bytes,
+-- whatever the padding), in constant time.
 local function verify(secret, msg, value)
   if value == nil or value == "" then return false, "missing signature header" end
   if sub(value, 1, PREFIX_LEN) ~= PREFIX then
     return false, "signature lacks the sha256= prefix"
   end
   if #value > MAX_SIG_LEN then return false, "signature has the wrong length" end
-  local raw = b64decode(sub(value, PREFIX_LEN + 1))
-  if not raw then return false, "signature is not valid base64" end
-  if #raw ~= DIGEST_LEN then return false, "signature has the wrong length" end
-  -- Compare digests, not base64 text: equal bytes, whatever the padding.
-  if equal(hmac_sha256(secret, msg), raw) then return true end
-  return false, "signature does not match"
+  local ok, why = hmac_sha256_check(secret, msg, value, PREFIX_LEN + 1)
+  if ok then return true end
+  return false, WHY[why]
 end
 
 --- verify_signature(consumer_secret, raw_body, header_value) -> true | false, reason
