@@ -33,6 +33,9 @@ size_t aa_pct_encode(char *dst, const char *src, size_t n);
  * literally. dst must hold n bytes. Returns the decoded length. */
 size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space);
 
+/* The value of a hex digit (either case), or -1. */
+int aa_hexval(unsigned char c);
+
 size_t aa_base64_encode(char *dst, const unsigned char *src, size_t n);
 int aa_hmac(const char *alg, const void *key, size_t keylen, const void *msg,
             size_t msglen, unsigned char *out, unsigned int *outlen);

@@ -221,7 +221,7 @@ static int b64val(unsigned char c) {
 /* Strict RFC 4648 decoding: standard alphabet, padding required, no
  * whitespace, no bits left over. Signatures are compared after decoding,
  * so leniency here would only widen what an attacker may send.
- * dst holds n / 4 * 3 bytes. 0 when done, else the reason it is invalid. */
+ * dst holds n / 4 * 3 bytes. NULL when done, else why the text is invalid. */
 static const char *b64_decode_strict(const unsigned char *s, size_t n, unsigned char *dst,
                                      size_t *olen) {
     size_t i, o = 0;
@@ -343,7 +343,7 @@ size_t aa_pct_encode(char *dst, const char *src, size_t n) {
     return o;
 }
 
-static int hexval(unsigned char c) {
+int aa_hexval(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -354,9 +354,9 @@ size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space) {
     size_t i, o = 0;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)src[i];
-        if (c == '%' && i + 2 < n && hexval((unsigned char)src[i + 1]) >= 0 &&
-            hexval((unsigned char)src[i + 2]) >= 0) {
-            dst[o++] = (char)(hexval((unsigned char)src[i + 1]) << 4 | hexval((unsigned char)src[i + 2]));
+        if (c == '%' && i + 2 < n && aa_hexval((unsigned char)src[i + 1]) >= 0 &&
+            aa_hexval((unsigned char)src[i + 2]) >= 0) {
+            dst[o++] = (char)(aa_hexval((unsigned char)src[i + 1]) << 4 | aa_hexval((unsigned char)src[i + 2]));
             i += 2;
         } else if (c == '+' && plus_is_space) {
             dst[o++] = ' ';

@@ -77,12 +77,9 @@ static int hex4(const unsigned char *p, unsigned *out) {
     unsigned v = 0;
     int i;
     for (i = 0; i < 4; i++) {
-        unsigned c = p[i], x;
-        if (c >= '0' && c <= '9') x = c - '0';
-        else if (c >= 'a' && c <= 'f') x = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') x = c - 'A' + 10;
-        else return 0;
-        v = v << 4 | x;
+        int x = aa_hexval(p[i]);
+        if (x < 0) return 0;
+        v = v << 4 | (unsigned)x;
     }
     *out = v;
     return 1;
@@ -111,8 +108,6 @@ static size_t put_utf8(unsigned char *o, unsigned cp) {
     return 4;
 }
 
-/* Eight bytes at a time while none is '"', '\\' or below 0x20: the long
- * runs of plain text in tweets cost a few instructions per word. */
 /* 1 for the bytes a string may hold as they are: not '"', '\\' or a
  * control character. A constant, so loading the module writes nothing
  * shared between threads. */
@@ -127,6 +122,8 @@ static const unsigned char plain_byte[256] = {
     1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
 };
 
+/* Eight bytes at a time while none is '"', '\\' or below 0x20: the long
+ * runs of plain text in tweets cost a few instructions per word. */
 #define ONES ((uint64_t)0x0101010101010101ULL)
 #define HIGHS ((uint64_t)0x8080808080808080ULL)
 static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
@@ -309,33 +306,27 @@ static int literal(json_dec *d, const char *word, size_t n) {
 }
 
 /* A container's slot (base+1) holds nil until its table is made; its
- * members wait above it, at base+2 .. top. The first flush makes the table
- * at the size of the members waiting, so a container of up to JSON_CHUNK
- * members is never rehashed. */
-static void flush_object(lua_State *L, int base, int *made, int pairs) {
+ * members wait above it, at base+2 .. top: key, value pairs for an object,
+ * values for an array (the done before them already in the table). The
+ * first flush makes the table at the size of the members waiting, so a
+ * container of up to JSON_CHUNK members is never rehashed. */
+static void flush(lua_State *L, int base, int object, int n, int done) {
     int i;
-    if (!*made) {
-        lua_createtable(L, 0, pairs);
+    if (lua_isnil(L, base + 1)) {
+        lua_createtable(L, object ? 0 : n, object ? n : 0);
         lua_replace(L, base + 1);
-        *made = 1;
     }
-    for (i = 0; i < pairs; i++) {
-        lua_pushvalue(L, base + 2 + 2 * i);
-        lua_pushvalue(L, base + 3 + 2 * i);
-        lua_rawset(L, base + 1);
+    if (object) {
+        for (i = 0; i < n; i++) {
+            lua_pushvalue(L, base + 2 + 2 * i);
+            lua_pushvalue(L, base + 3 + 2 * i);
+            lua_rawset(L, base + 1);
+        }
+        lua_settop(L, base + 1);
+    } else {
+        /* rawseti pops the values from the last */
+        for (i = n; i >= 1; i--) lua_rawseti(L, base + 1, done + i);
     }
-    lua_settop(L, base + 1);
-}
-
-/* rawseti pops the elements from the last. */
-static void flush_array(lua_State *L, int base, int *made, int count, int done) {
-    int i;
-    if (!*made) {
-        lua_createtable(L, count, 0);
-        lua_replace(L, base + 1);
-        *made = 1;
-    }
-    for (i = count; i >= 1; i--) lua_rawseti(L, base + 1, done + i);
 }
 
 /* How many members the next chunk may hold: the stack is checked once per
@@ -346,84 +337,54 @@ static int chunk_limit(json_dec *d, int slots_per_member) {
     return room(d, slots_per_member + 4) ? 1 : 0;
 }
 
-/* After a member: 1 when a comma says another follows, 0 at the closing
- * bracket, -1 (with the error set) otherwise. */
-static int after_member(json_dec *d, unsigned char close, const unsigned char *open) {
-    skip_ws(d);
-    if (d->p < d->end && (*d->p == ',' || *d->p == close)) return *d->p++ == ',';
-    if (d->p < d->end)
-        fail(d, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'", d->p);
-    else
-        fail(d, close == '}' ? "unterminated object" : "unterminated array", open);
-    return -1;
-}
-
-static int parse_object(json_dec *d) {
+/* An object or an array, from its opening bracket. */
+static int parse_container(json_dec *d) {
     lua_State *L = d->L;
-    int base = lua_gettop(L), made = 0, pairs = 0, limit, more;
     const unsigned char *open = d->p;
+    int object = *open == '{', slots = object ? 2 : 1;
+    unsigned char close = object ? '}' : ']';
+    int base = lua_gettop(L), n = 0, done = 0, limit;
     if (++d->depth > d->max_depth) return fail(d, "nested too deeply", open);
     lua_pushnil(L); /* the table's slot; the caller left room for it */
     d->p++;
     skip_ws(d);
-    if (d->p < d->end && *d->p == '}') {
+    if (d->p < d->end && *d->p == close) {
         d->p++;
-    } else {
-        if ((limit = chunk_limit(d, 2)) == 0) return fail(d, "input nested too deeply", open);
-        for (;;) {
-            if (pairs == limit) {
-                flush_object(L, base, &made, pairs);
-                pairs = 0;
-                if ((limit = chunk_limit(d, 2)) == 0)
-                    return fail(d, "input nested too deeply", d->p);
-            }
+        flush(L, base, object, 0, 0);
+        d->depth--;
+        return 1;
+    }
+    if ((limit = chunk_limit(d, slots)) == 0) return fail(d, "input nested too deeply", open);
+    for (;;) {
+        if (n == limit) {
+            flush(L, base, object, n, done);
+            done += n;
+            n = 0;
+            if (done > INT32_MAX - JSON_CHUNK) return fail(d, "too many members", d->p);
+            if ((limit = chunk_limit(d, slots)) == 0)
+                return fail(d, "input nested too deeply", d->p);
+        }
+        if (object) {
             skip_ws(d);
             if (d->p >= d->end || *d->p != '"') return fail(d, "expected a string key", d->p);
             if (!parse_key(d)) return 0;
             skip_ws(d);
             if (d->p >= d->end || *d->p != ':') return fail(d, "expected ':'", d->p);
             d->p++;
-            if (!parse_value(d)) return 0;
-            pairs++;
-            more = after_member(d, '}', open);
-            if (more < 0) return 0;
-            if (!more) break;
         }
+        if (!parse_value(d)) return 0;
+        n++;
+        skip_ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+            continue;
+        }
+        if (d->p < d->end && *d->p == close) break;
+        if (d->p < d->end) return fail(d, object ? "expected ',' or '}'" : "expected ',' or ']'", d->p);
+        return fail(d, object ? "unterminated object" : "unterminated array", open);
     }
-    flush_object(L, base, &made, pairs);
-    d->depth--;
-    return 1;
-}
-
-static int parse_array(json_dec *d) {
-    lua_State *L = d->L;
-    int base = lua_gettop(L), made = 0, count = 0, done = 0, limit, more;
-    const unsigned char *open = d->p;
-    if (++d->depth > d->max_depth) return fail(d, "nested too deeply", open);
-    lua_pushnil(L);
     d->p++;
-    skip_ws(d);
-    if (d->p < d->end && *d->p == ']') {
-        d->p++;
-    } else {
-        if ((limit = chunk_limit(d, 1)) == 0) return fail(d, "input nested too deeply", open);
-        for (;;) {
-            if (count == limit) {
-                flush_array(L, base, &made, count, done);
-                done += count;
-                count = 0;
-                if (done > INT32_MAX - JSON_CHUNK) return fail(d, "array too long", d->p);
-                if ((limit = chunk_limit(d, 1)) == 0)
-                    return fail(d, "input nested too deeply", d->p);
-            }
-            if (!parse_value(d)) return 0;
-            count++;
-            more = after_member(d, ']', open);
-            if (more < 0) return 0;
-            if (!more) break;
-        }
-    }
-    flush_array(L, base, &made, count, done);
+    flush(L, base, object, n, done);
     d->depth--;
     return 1;
 }
@@ -432,8 +393,8 @@ static int parse_value(json_dec *d) {
     skip_ws(d);
     if (d->p >= d->end) return fail(d, "unexpected end of input", d->p);
     switch (*d->p) {
-    case '{': return parse_object(d);
-    case '[': return parse_array(d);
+    case '{':
+    case '[': return parse_container(d);
     case '"': return parse_string(d);
     case 't':
         if (!literal(d, "true", 4)) return 0;
