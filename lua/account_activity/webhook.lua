@@ -13,9 +13,9 @@ local hmac_sha256, b64encode, hmac_sha256_check =
   core.hmac_sha256, core.base64_encode, core.hmac_sha256_check
 local type, pairs, tostring, error, pcall, setmetatable, getmetatable =
   type, pairs, tostring, error, pcall, setmetatable, getmetatable
-local sub, find, lower, upper, gsub, char, format =
-  string.sub, string.find, string.lower, string.upper, string.gsub, string.char, string.format
-local tonumber, ipairs = tonumber, ipairs
+local sub, find, lower, upper, gsub, format =
+  string.sub, string.find, string.lower, string.upper, string.gsub, string.format
+local ipairs = ipairs
 
 local M = {}
 
@@ -128,10 +128,11 @@ local function header(headers, lname, cname)
   return v
 end
 
-local function unhex(h) return char(tonumber(h, 16)) end
+local percent_decode = core.percent_decode
 
+-- %XX escapes undone ('+' kept as it is); invalid escapes stay literal.
 local function percent_decode_token(token)
-  if find(token, "%", 1, true) then token = gsub(token, "%%(%x%x)", unhex) end
+  if find(token, "%", 1, true) then token = percent_decode(token) end
   return token
 end
 
