@@ -44,10 +44,20 @@ static int l_now(lua_State *L) {
     return 1;
 }
 
+/* Wall-clock epoch seconds with sub-second precision: os.time() has whole
+ * seconds, which turns a quick reconnect's gap into zero. */
+static int l_time(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"version", l_version},
     {"sleep", l_sleep},
     {"now", l_now},
+    {"time", l_time},
     {NULL, NULL}};
 
 AA_EXPORT int luaopen_account_activity_core(lua_State *L) {

@@ -7,6 +7,7 @@
 -- policy (auth, retries, ids, errors) and nothing about individual endpoints.
 local endpoints = require "account_activity.endpoints"
 local errors = require "account_activity.errors"
+local runtime = require "account_activity.runtime"
 local cjson_safe = require "cjson.safe"
 
 local M = {}
@@ -192,35 +193,9 @@ end
 -- Environment: sleep, clock, transport
 ---------------------------------------------------------------------------
 
-local YIELDABLE_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
-
-local function in_cosocket_phase()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
-  local ok, phase = pcall(ngx.get_phase)
-  return ok and YIELDABLE_PHASES[phase] == true
-end
-
-local function default_sleep(seconds)
-  if seconds <= 0 then return end
-  if in_cosocket_phase() then return rawget(_G, "ngx").sleep(seconds) end
-  local ok, c = pcall(core)
-  if ok and type(c.sleep) == "function" then return c.sleep(seconds) end
-  local has_socket, socket = pcall(require, "socket")
-  if has_socket and type(socket) == "table" and socket.sleep then return socket.sleep(seconds) end
-  os.execute(string.format("sleep %.3f", seconds))
-end
-
-local function default_clock()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and type(ngx.now) == "function" then return ngx.now() end
-  local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.gettime then return socket.gettime() end
-  return os.time()
-end
+local in_cosocket_phase = runtime.cosocket_phase
+local default_sleep = runtime.sleep
+local default_clock = runtime.clock
 
 -- The transport as a plain function(request) -> response | nil, err.
 local function resolve_transport(opts)

@@ -70,6 +70,7 @@ M.entries = {
   { "session:close", "session:close()", "Release the connections (idempotent; also on garbage collection and <close>)." },
   { "core.sleep", "core.sleep(seconds)", "Sleep (scripts; inside nginx use ngx.sleep)." },
   { "core.now", "core.now()", "Monotonic seconds, for rates and time-outs." },
+  { "core.time", "core.time()", "Wall-clock epoch seconds with sub-second precision (os.time() has whole seconds)." },
   { "core.version", "core.version()", "{version, libcurl, libcurl_tls, openssl, http2, lua}." },
 }
 
