@@ -264,6 +264,77 @@ describe("account-activity CLI", function()
     local _ = id
   end)
 
+  it("checks a users file whole before a sync: a mistyped one exits 2 naming the entry, nothing removed", function()
+    if not webhook_id() then run(with_config("webhooks ensure " .. ep.hook_url .. " --json")) end
+    local id = webhook_id()
+    run(with_config("subs sync " .. id .. " " .. q(users_file)))
+    local before = select(2, run(with_config("subs list " .. id .. " --json")))
+    assert.is_true(#cjson.decode(before).user_ids > 0)
+    local cases = {
+      { '[{"id":"1"}]', "user #1: no user_id" },
+      { '{"a":1}', "expected a JSON array of users" },
+      { '{"users":"oops"}', "expected a JSON array of users" },
+      { '[{"user_id":"7"},{"user_id":"x1"}]', "user #2: user_id must be a string of digits" },
+      { '[]', "holds no users" },
+      { '{}', "holds no users" },
+    }
+    for _, case in ipairs(cases) do
+      local path = os.tmpname()
+      local f = io.open(path, "w")
+      f:write(case[1])
+      f:close()
+      for _, flags in ipairs { "", " --dry-run", " --json" } do
+        local st, out, err = run(with_config("subs sync " .. id .. " " .. q(path) .. flags))
+        assert.are.equal(2, st, case[1] .. flags .. ": " .. out .. err)
+        assert.are.equal("", out)
+        assert.matches(case[2], err, 1, true)
+        assert.is_nil(err:find("traceback", 1, true))
+      end
+      os.remove(path)
+    end
+    assert.are.same(cjson.decode(before), cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))))
+  end)
+
+  it("refuses a sync that removes most subscriptions unless --allow-removals", function()
+    local id = webhook_id()
+    run(with_config("subs sync " .. id .. " " .. q(cfg_file))) -- all 12 users
+    local few = os.tmpname()
+    local f = io.open(few, "w")
+    f:write(cjson.encode { cfg.users[1] })
+    f:close()
+    local st, out, err = run(with_config("subs sync " .. id .. " " .. q(few)))
+    assert.are.equal(2, st)
+    assert.are.equal("", out)
+    assert.matches("would remove 11 of the 12", err, 1, true)
+    assert.matches("--allow-removals", err, 1, true)
+    assert.are.equal(12, #cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))).user_ids)
+    local st2, out2 = run(with_config("subs sync " .. id .. " " .. q(few) .. " --allow-removals"))
+    assert.are.equal(0, st2)
+    assert.matches("removed 11", out2)
+    run(with_config("subs sync " .. id .. " " .. q(users_file) .. " --allow-removals"))
+    os.remove(few)
+  end)
+
+  it("subs add --users FILE subscribes exactly the users in the file, not the configured owner", function()
+    local id = webhook_id()
+    run(with_config("subs rm " .. id .. " " .. cfg.app.owner.user_id))
+    run(with_config("subs rm " .. id .. " " .. cfg.users[10].user_id))
+    local one = os.tmpname()
+    local f = io.open(one, "w")
+    f:write(cjson.encode { cfg.users[10] })
+    f:close()
+    local st, out = run(with_config("subs add " .. id .. " --users " .. q(one)))
+    assert.are.equal(0, st)
+    assert.matches("added 1", out)
+    assert.is_nil(out:find("subscribed\n", 1, true))
+    local ids = cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))).user_ids
+    local set = {}
+    for _, u in ipairs(ids) do set[u] = true end
+    assert.is_true(set[cfg.users[10].user_id])
+    assert.is_nil(set[cfg.app.owner.user_id])
+    os.remove(one)
+  end)
+
   it("never prints a secret", function()
     local secrets = { cfg.app.consumer_secret, cfg.app.bearer_token, cfg.app.owner.access_token_secret,
       cfg.app.owner.access_token }

@@ -56,6 +56,53 @@ describe("client construction", function()
     assert.has_error(function() aa.new { consumer_key = "k", consumer_secret = "s", transport = "carrier-pigeon" } end)
   end)
 
+  it("turns TLS verification off only for insecure = true (a string or a number raises)", function()
+    for _, v in ipairs { "false", "true", 0, 1, "no" } do
+      assert.has_error(function() aa.new { consumer_key = "k", consumer_secret = "s", insecure = v } end,
+        "bad argument 'insecure' to 'new' (boolean expected, got " .. (type(v) == "string" and ('"' .. v .. '"')
+          or tostring(v)) .. ")")
+    end
+    assert.has_error(function() aa.new { consumer_key = "k", consumer_secret = "s", insecure = {} } end)
+    assert.is_false(aa.new { consumer_key = "k", consumer_secret = "s" }.insecure)
+    assert.is_false(aa.new { consumer_key = "k", consumer_secret = "s", insecure = false }.insecure)
+    local c = aa.new { consumer_key = "k", consumer_secret = "s", insecure = true }
+    assert.is_true(c.insecure)
+    assert.matches("TLS verification OFF", tostring(c))
+    assert.has_error(function() aa.webhook_handler { consumer_secret = "s", on_event = print,
+      insecure_skip_verify = "false" } end)
+  end)
+
+  it("redacts a bearer-only client's token, in every form and field a server echoes", function()
+    -- v2 with no owner tokens: the secret list had holes, and ipairs stopped at the first
+    local echo = function(req)
+      local a = req.headers.Authorization
+      return res(403, { title = "Forbidden", detail = "you sent " .. a, type = "about:blank",
+        errors = { { message = "header " .. a, label = a, parameters = { auth = { a } } } },
+        echoed = { authorization = a, b64 = core.base64_encode(a:match(" (.*)$")) } })
+    end
+    local c = fake.client({ api = "v2", bearer_token = fake.BEARER.access_token,
+      unset = { "access_token", "access_token_secret" } }, {}, echo)
+    local list, err = c:subscriptions("123")
+    assert.is_nil(list)
+    local everything = tostring(err) .. cjson.encode(err.json) .. cjson.encode(err.errors)
+    assert.is_nil(everything:find(fake.BEARER.access_token, 1, true), everything)
+    assert.is_nil(everything:find(core.base64_encode(fake.BEARER.access_token), 1, true), everything)
+    assert.is_nil(everything:find(core.percent_encode(fake.BEARER.access_token), 1, true), everything)
+    assert.matches("REDACTED", err.errors[1].label)
+    -- Basic consumer_key:consumer_secret, as sent to the token endpoint
+    local basic
+    local c2 = fake.client({ api = "v2", unset = { "access_token", "access_token_secret" } }, {}, function(req)
+      basic = req.headers.Authorization
+      return res(403, { errors = { { message = "bad credentials " .. basic, code = 99 } } })
+    end)
+    local tok, terr = c2:bearer_token()
+    assert.is_nil(tok)
+    assert.matches("^Basic ", basic)
+    local s = tostring(terr) .. cjson.encode(terr.json)
+    assert.is_nil(s:find(basic:sub(7), 1, true), s)
+    assert.is_nil(s:find(fake.CREDS.consumer_secret, 1, true), s)
+  end)
+
   it("prints flavour, base URL and which credentials are set, never their values", function()
     local c = fake.client({ api = "premium", env_name = "dev", bearer_token = fake.BEARER.access_token })
     local s = tostring(c)

@@ -16,7 +16,7 @@ usage: account-activity [options] COMMAND [ARGS]
 commands:
   webhooks list | add URL | ensure URL [--replace] | validate ID | rm ID
   subs list ID | add ID [--users FILE] | check ID [--users FILE] | rm ID USER_ID | count
-  subs sync ID FILE [--dry-run] [--keep-others]
+  subs sync ID FILE [--dry-run] [--keep-others] [--allow-removals]
   replay ID FROM TO            FROM/TO: YYYYMMDDhhmm (UTC), epoch, now, -90m, -2h, -1d
   health ID|URL [--url PUBLIC_URL]
   crc SECRET TOKEN             print the response_token a webhook must answer
@@ -54,9 +54,12 @@ usage: account-activity subs list ID              subscribed user ids (app-only)
        account-activity subs check ID [--users FILE]
        account-activity subs rm ID USER_ID        unsubscribe by user id (app-only)
        account-activity subs count                subscriptions of the app
-       account-activity subs sync ID FILE [--dry-run] [--keep-others]
+       account-activity subs sync ID FILE [--dry-run] [--keep-others] [--allow-removals]
                       make the subscribed set equal the users in FILE: a JSON array of
-                      {user_id, access_token, access_token_secret} or an emulator config
+                      {user_id, access_token, access_token_secret} or an emulator config;
+                      the whole file is checked first (exit 2 naming a bad entry); removing
+                      more than half of the subscriptions (and more than 10), or syncing to
+                      an empty FILE, needs --allow-removals
 ]=],
   replay = [=[
 usage: account-activity replay ID FROM TO
@@ -99,7 +102,7 @@ local VALUED = {
 }
 local FLAGS = {
   json = true, help = true, ["dry-run"] = true, ["keep-others"] = true, all = true,
-  ["no-progress"] = true, force = true,
+  ["no-progress"] = true, force = true, ["allow-removals"] = true,
 }
 
 local function usage_error(msg)
@@ -240,16 +243,29 @@ local function read_json(path)
 end
 
 --- Users from FILE: a JSON array of user tables or an emulator config ({users = [...]}).
+-- The whole file is checked before any command sends anything: a mistyped
+-- file must never read as "no users" (a sync would remove everyone).
 function M.read_users(path)
   local v, err = read_json(path)
   if not v then return nil, err end
-  if type(v) == "table" and type(v.users) == "table" then v = v.users end
-  if type(v) ~= "table" then return nil, path .. ": expected a JSON array of users" end
+  local shape = path .. ": expected a JSON array of users (or an object with a \"users\" array)"
+  if type(v) ~= "table" then return nil, shape end
+  if v.users ~= nil or next(v) ~= nil and v[1] == nil then
+    if type(v.users) ~= "table" then return nil, shape end
+    v = v.users
+  end
+  local n = #v
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or k > n then return nil, shape end
+  end
+  local wf = require "account_activity.workflows"
   local users = {}
-  for i, u in ipairs(v) do
-    if type(u) ~= "table" then return nil, path .. ": user #" .. i .. " is not an object" end
-    users[i] = { user_id = u.user_id and tostring(u.user_id), access_token = u.access_token,
-      access_token_secret = u.access_token_secret }
+  for i = 1, n do
+    local why = wf.user_problem(v[i])
+    if why then return nil, path .. ": user #" .. i .. ": " .. why end
+    local u = v[i]
+    users[i] = { user_id = u.user_id and wf.user_id_of({ user_id = u.user_id }), access_token = u.access_token,
+      access_token_secret = u.access_token_secret, oauth2 = u.oauth2 }
   end
   return users
 end
@@ -541,10 +557,12 @@ function C.subs(ctx, pos)
     end
     if sub == "add" then
       if users then
+        -- the file names who is subscribed: the configured owner is not in it
         local r = c:subscribe_many(pos[1], users, ctx.job_opts)
         emit(ctx, r, function(out) out:write(report_line(r), "\n") end)
         fail_report(ctx, r)
         if not r.ok then return "failed" end
+        return
       end
       if not ctx.owner then
         return usage_error("subs add needs the user's access token (TWITTER_ACCESS_TOKEN/_SECRET) or --users FILE")
@@ -579,10 +597,18 @@ function C.subs(ctx, pos)
     local e = need(pos, 2, "ID FILE") or check_id(pos[1], "ID") if e then return e end
     local users, err = M.read_users(pos[2])
     if not users then return usage_error(err) end
+    if #users == 0 and not o["allow-removals"] then
+      return usage_error(pos[2] .. " holds no users: a sync to nobody removes every subscription"
+        .. " (pass --allow-removals if that is meant)")
+    end
     local jo = {}
     for k, v in pairs(ctx.job_opts) do jo[k] = v end
-    jo.dry_run, jo.remove = o["dry-run"], not o["keep-others"]
+    jo.dry_run, jo.remove = o["dry-run"] == true, not o["keep-others"]
+    jo.allow_removals = o["allow-removals"] == true
     local r, rerr = c:sync_subscriptions(pos[1], users, jo)
+    if not r and rerr.kind == "refused" then
+      return usage_error(rerr.message:gsub("Pass opts%.allow_removals = true", "Pass --allow-removals") .. "")
+    end
     if not r then return rerr end
     emit(ctx, r, function(out)
       out:write(r.dry_run and "dry run: would have " or "", report_line(r), "\n")

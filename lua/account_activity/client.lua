@@ -289,6 +289,10 @@ function M.new(opts)
   for _, name in ipairs { "timeout", "connect_timeout" } do
     if opts[name] == 0 then argerror("new", name, "must be more than 0 seconds", 2) end
   end
+  -- Only a real boolean turns TLS verification off: "false" and 0 are true in Lua.
+  if opts.insecure ~= nil and type(opts.insecure) ~= "boolean" then
+    argerror("new", "insecure", "boolean expected, got " .. show(opts.insecure), 2)
+  end
 
   local self = {
     api = api,
@@ -301,7 +305,7 @@ function M.new(opts)
     max_wait = opt_number(opts, "max_wait", 60),
     backoff = opt_number(opts, "backoff", 1),
     user_agent = opts.user_agent or ("lua-account-activity/" .. version()),
-    insecure = opts.insecure and true or false,
+    insecure = opts.insecure == true,
   }
   self.sleep = opts.sleep or default_sleep
   self.clock = opts.clock or default_clock
@@ -375,10 +379,22 @@ local IDEMPOTENT = { GET = true, PUT = true, DELETE = true, HEAD = true, OPTIONS
 
 function Client:_secret_values(extra)
   local s = secrets[self]
-  local list = { s.consumer_secret, s.access_token_secret, s.bearer, s.access_token, s.consumer_key }
-  if extra then
-    list[#list + 1] = extra.access_token
-    list[#list + 1] = extra.access_token_secret
+  local list = {}
+  local function add(v) if type(v) == "string" then list[#list + 1] = v end end
+  add(s.consumer_secret)
+  add(s.access_token_secret)
+  add(s.bearer)
+  add(s.access_token)
+  add(s.consumer_key)
+  -- what goes out in Authorization: Basic when the bearer token is fetched
+  add(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
+  if type(extra) == "table" then
+    add(extra.access_token)
+    add(extra.access_token_secret)
+    if type(extra.oauth2) == "table" then
+      add(extra.oauth2.access_token)
+      add(extra.oauth2.refresh_token)
+    end
   end
   return list
 end

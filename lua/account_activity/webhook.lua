@@ -381,6 +381,10 @@ function M.new(opts, fname)
   if opts.dedupe then
     if router.dedupe then router:dedupe(opts.dedupe) end
   end
+  if opts.insecure_skip_verify ~= nil and type(opts.insecure_skip_verify) ~= "boolean" then
+    error(format("bad argument 'insecure_skip_verify' to '%s' (boolean expected, got %s)",
+      fname, type(opts.insecure_skip_verify)), lvl)
+  end
   local self = setmetatable({
     _secret = opts.consumer_secret,
     _secret2 = opts.oauth2_client_secret,
