@@ -8,6 +8,7 @@
 local endpoints = require "account_activity.endpoints"
 local errors = require "account_activity.errors"
 local runtime = require "account_activity.runtime"
+local pretty = require "account_activity.pretty"
 local cjson_safe = require "cjson.safe"
 
 local M = {}
@@ -608,6 +609,12 @@ local function params(self, spec, map, args)
   return out
 end
 
+-- How each decoder's value prints in a REPL (pretty.lua).
+local RESULT_PRINTERS = {
+  webhook = pretty.webhook_mt, webhook_by_id = pretty.webhook_mt,
+  webhook_list = pretty.webhook_list_mt, count = pretty.count_mt,
+}
+
 --- Run one endpoint with already checked arguments -> value, response | nil, err.
 function Client:_call(name, spec, args)
   local path = spec.path:gsub("{([%w_]+)}", function(k)
@@ -641,6 +648,7 @@ function Client:_call(name, spec, args)
     success = to_set(spec.success), absent = to_set(spec.absent), absent_unless = spec.absent_unless,
   }
   if not res then return nil, err end
+  pretty.mark(res, pretty.response_mt)
   if not to_set(spec.success)[res.status] then return false, res end
   local value, derr = endpoints.decoders[spec.decode](res.json, res, args)
   if value == nil then
@@ -654,6 +662,11 @@ function Client:_call(name, spec, args)
         req, { status = res.status, rate_limit = res.rate_limit })
     end
     return self:_fail(e, { name = name }, res.attempts, res.history)
+  end
+  local mt = RESULT_PRINTERS[spec.decode]
+  if mt then pretty.mark(value, mt) end
+  if spec.decode == "webhook_list" then
+    for _, w in ipairs(value) do pretty.mark(w, pretty.webhook_mt) end
   end
   return value, res
 end

@@ -139,14 +139,20 @@ function M.text(x)
   return format(e)
 end
 
---- Print the list, or one entry. Returns the printed text.
+--- Print the list, or one entry. With the default printer it returns
+-- nothing: a REPL prints what a call returns, and returning the text
+-- printed everything twice. Given `out`, it returns the text it wrote.
 function M.help(x, out)
   local text = M.text(x)
   if not text then
     text = "no doc for " .. (type(x) == "string" and string.format("%q", x) or tostring(x))
       .. "; aa.help() lists everything"
   end
-  ;(out or print)(text)
+  if out == nil then
+    print(text)
+    return
+  end
+  out(text)
   return text
 end
 

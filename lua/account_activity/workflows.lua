@@ -23,6 +23,7 @@
 -- 429 pauses that endpoint for every task until the reset.
 local client_mod = require "account_activity.client"
 local errors = require "account_activity.errors"
+local pretty = require "account_activity.pretty"
 local progress = require "account_activity.progress"
 
 local M = {}
@@ -146,7 +147,7 @@ end
 local function finish_report(r, t0)
   r.ok = #r.failed == 0
   if t0 then r.elapsed = clock() - t0 end
-  return r
+  return pretty.mark(r, pretty.report_mt)
 end
 
 -- Seconds until a rate-limited call may be repeated, from the error.
@@ -618,7 +619,7 @@ function M.health(c, target, opts)
     if not report.crc.ok then report.problems[#report.problems + 1] = "CRC: " .. report.crc.reason end
   end
   report.ok = #report.problems == 0
-  return report
+  return pretty.mark(report, pretty.health_mt)
 end
 
 ---------------------------------------------------------------------------
