@@ -272,7 +272,7 @@ end
 
 local KIND_LABEL = {
   network = "network error", timeout = "timeout", tls = "TLS error",
-  decode = "bad response", argument = "invalid argument",
+  decode = "bad response", argument = "invalid argument", not_found = "not found",
 }
 
 function Error.__tostring(e)
