@@ -366,6 +366,25 @@ describe("workflows against the emulator", function()
       assert.is_true(elapsed < 5)
     end)
 
+    it("says it is waiting for the rate limit (progress and report) instead of freezing", function()
+      local c = new_client()
+      local wh = assert(c:ensure_webhook(hook_url))
+      local reset = os.time() + 2
+      control("POST", "/_emulator/faults", { method = "POST", path = "/subscriptions/all%.json$", status = 429, count = 4,
+        headers = { ["x-rate-limit-remaining"] = "0", ["x-rate-limit-reset"] = tostring(reset),
+                    ["x-rate-limit-limit"] = "500" } })
+      local waits = {}
+      local r = c:subscribe_many(wh.id, users(1, 8), { progress = function(done, total, info)
+        if info and info.waiting then waits[#waits + 1] = { done, total, info.waiting } end
+      end })
+      assert.is_true(r.ok)
+      assert.is_true(#waits >= 1)
+      assert.is_true(waits[1][3] >= 1 and waits[1][3] <= 4, "waiting " .. tostring(waits[1][3]))
+      assert.are.equal(8, waits[1][2])
+      assert.is_true(r.waited >= 1)
+      assert.matches("waiting for the rate limit", tostring(r))
+    end)
+
     it("gives up at once when the reset is past max_wait", function()
       local c = new_client { max_wait = 1 }
       local wh = assert(c:ensure_webhook(hook_url))

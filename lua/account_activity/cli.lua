@@ -505,6 +505,7 @@ local function report_line(r)
   end
   local s = table.concat(parts, ", ")
   if r.elapsed then s = s .. string.format(" in %.2f s", r.elapsed) end
+  if r.waited and r.waited > 0 then s = s .. string.format(" (%.0f s of it waiting for the rate limit)", r.waited) end
   return s
 end
 

@@ -892,7 +892,7 @@ end
 -- the requests of all live tasks go out together through Session:perform,
 -- `concurrency` in flight. sleep() yields too, so a task waiting for a
 -- rate-limit reset parks instead of blocking the others.
-local function batch_multi(self, tasks, conc, finish)
+local function batch_multi(self, tasks, conc, finish, on_wait)
   local n = #tasks
   local window = math.max(conc * 16, 64)
   local orig_send, orig_sleep = self.send, self.sleep
@@ -1000,7 +1000,10 @@ local function batch_multi(self, tasks, conc, finish)
         local wake = math.huge
         for _, s in ipairs(sleepers) do wake = math.min(wake, s.wake) end
         for _, p in ipairs(pending) do wake = math.min(wake, limits[p.key].pause_until or now) end
-        orig_sleep(math.max(0, wake - now))
+        local wait = math.max(0, wake - now)
+        -- Every task is parked on a rate limit: say so instead of freezing.
+        if on_wait and wait >= 1 and wait < math.huge then on_wait(wait) end
+        orig_sleep(wait)
         -- Time as the sleep function sees it (a test's fake sleep returns at once).
         for _, st in pairs(limits) do
           if st.pause_until and st.pause_until <= wake then st.pause_until, st.remaining = nil, nil end
@@ -1065,7 +1068,7 @@ function Client:_batch(tasks, opts)
   elseif self.transport and type(self.transport.perform) == "function" and n > 1
       and not self._batching then
     self._batching = true
-    local ok, err = pcall(batch_multi, self, tasks, conc, finish)
+    local ok, err = pcall(batch_multi, self, tasks, conc, finish, opts.on_wait)
     self._batching = nil
     if not ok then error(err, 0) end
   else

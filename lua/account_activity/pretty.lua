@@ -62,7 +62,7 @@ M.report_mt = {
     local head = format("%s%s: added %d, kept %d, removed %d, failed %d", r.dry_run and "dry run " or "",
       r.ok and "ok" or "NOT ok", count(r.added), count(r.kept), count(r.removed), count(r.failed))
     if r.elapsed then head = head .. format(" in %.2f s", r.elapsed) end
-    if r.waited and r.waited > 0 then head = head .. format(" (%.0f s waiting for rate limits)", r.waited) end
+    if r.waited and r.waited > 0 then head = head .. format(" (%.0f s of it waiting for the rate limit)", r.waited) end
     local lines = { head }
     for i = 1, math.min(count(r.failed), 10) do
       local f = r.failed[i]

@@ -207,10 +207,18 @@ local function run_jobs(c, jobs, opts, report, label, offset)
   local tick = progress.new(opts.progress, label)
   local tasks = {}
   for i, j in ipairs(jobs) do tasks[i] = j.task end
+  local done_so_far = offset
   if tick then tick(offset, #jobs + offset) end
   local results = c:_batch(tasks, {
     concurrency = opts.concurrency,
-    on_done = tick and function(_, _, done, total) tick(done + offset, total + offset) end,
+    on_done = function(_, _, done, total)
+      done_so_far = done + offset
+      if tick then tick(done_so_far, total + offset) end
+    end,
+    on_wait = function(seconds)
+      report.waited = (report.waited or 0) + seconds
+      if tick then tick(done_so_far, #jobs + offset, { waiting = seconds }) end
+    end,
   })
   for i, j in ipairs(jobs) do
     local r = results[i] or { n = 2, nil, errors.make("argument", "task did not run") }
