@@ -300,11 +300,12 @@ local FLAG_OF = {
 
 --- speak(msg) -> the same error in the words of the command line.
 function M.speak(msg)
-  local arg, fn, why = tostring(msg):match("^bad argument '([^']+)' to '([^']+)' %((.*)%)$")
+  msg = tostring(msg)
+  local arg, fn, why = msg:match("^bad argument '([^']+)' to '([^']+)' %((.*)%)$")
   if not arg then
-    arg, fn, why = tostring(msg):match("^bad argument #%d+ to '([^']+)' %((.*)%)$"), nil, nil
-    if not arg then return msg end
-    return msg:gsub("^bad argument #%d+ to '([^']+)' %((.*)%)$", "%1: %2")
+    local f, w = msg:match("^bad argument #%d+ to '([^']+)' %((.*)%)$")
+    if not f then return msg end
+    return (f:gsub("_", " ")) .. ": " .. w
   end
   local flag = FLAG_OF[arg]
   if flag then return flag .. ": " .. why end
@@ -717,7 +718,7 @@ function C.crc(ctx, pos)
   if type(secret) ~= "string" or secret == "" then
     return usage_error("crc needs the consumer secret: --config FILE or TWITTER_CONSUMER_SECRET")
   end
-  local token = require("account_activity.webhook").crc_response(secret, pos[1])
+  local token = require("account_activity.crc").response(secret, pos[1])
   emit(ctx, { response_token = token }, function(out) out:write(token, "\n") end)
 end
 

@@ -6,6 +6,7 @@
 -- One method per endpoint, generated from endpoints.lua; this file holds the
 -- policy (auth, retries, ids, errors) and nothing about individual endpoints.
 local endpoints = require "account_activity.endpoints"
+local arg_checks = require "account_activity.args"
 local errors = require "account_activity.errors"
 local runtime = require "account_activity.runtime"
 local pretty = require "account_activity.pretty"
@@ -22,9 +23,10 @@ local function core()
   return core_mod
 end
 
+-- The version lives in one place (src/aa.h); the core reports it.
 local function version()
-  local ok, aa = pcall(require, "account_activity")
-  return ok and type(aa) == "table" and aa._VERSION or "0"
+  local ok, c = pcall(core)
+  return ok and type(c) == "table" and c._VERSION or "0"
 end
 
 -- Credentials live here, keyed by client, so that `pairs(client)`, an
@@ -34,18 +36,7 @@ local secrets = setmetatable({}, { __mode = "k" })
 local Client = {}
 M.Client = Client
 
-local function argerror(fname, argname, msg, level)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), (level or 1) + 1)
-end
-
-local function show(v)
-  if type(v) == "string" then
-    local s = v
-    if #s > 40 then s = s:sub(1, 40) .. "..." end
-    return (string.format("%q", s):gsub("\\\n", "\\n"))
-  end
-  return tostring(v)
-end
+local argerror, show = arg_checks.argerror, arg_checks.show
 -- Shared with the extension modules (workflows, activity): one wording for
 -- every argument error.
 M.argerror, M.show = argerror, show
@@ -140,21 +131,7 @@ local function check_webhook_url(fname, argname, url, loopback, level)
   return url
 end
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
--- algorithm), so UTC dates convert without os.time's local time zone.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function utc_epoch(y, mo, d, h, mi, s)
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (s or 0)
-end
+local utc_epoch = arg_checks.utc_epoch
 M.utc_epoch = utc_epoch
 
 --- A replay bound: os.time() number or "YYYYMMDDhhmm" (UTC) -> string, epoch.
@@ -870,7 +847,7 @@ end
 --- `"sha256=" .. base64(HMAC-SHA256(consumer_secret, s))` without handing out
 -- the secret: what a webhook must answer to a CRC with token `s` (health()).
 function Client:_crc_response(s)
-  return require("account_activity.webhook").crc_response(secrets[self].consumer_secret, s)
+  return require("account_activity.crc").sign(secrets[self].consumer_secret, s)
 end
 
 local function pack(...) return { n = select("#", ...), ... } end

@@ -28,6 +28,7 @@
 -- response body is read as the stream (handy in tests). `opts.open` may
 -- supply any opener: function(request) -> conn, head | nil, err with
 -- conn:read_line(timeout), conn:read_all(), conn:close().
+local args = require "account_activity.args"
 local endpoints = require "account_activity.endpoints"
 local errors = require "account_activity.errors"
 local events = require "account_activity.events"
@@ -37,9 +38,7 @@ local cjson = require("cjson.safe").new()
 local SPEC = endpoints.xaa.stream
 local M = {}
 
-local function argerror(fname, argname, msg, level)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), (level or 1) + 1)
-end
+local argerror = args.argerror
 
 -- At most one open stream per client; connect times per client.
 local open_streams = setmetatable({}, { __mode = "k" })
@@ -58,7 +57,7 @@ local function parse_iso(s)
   local y, mo, d, h, mi, sec = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)")
   if not y then return nil end
   if not (s:match("Z$") or s:match("[+-]00:?00$")) then return nil end
-  return require("account_activity.client").utc_epoch(tonumber(y), tonumber(mo), tonumber(d),
+  return args.utc_epoch(tonumber(y), tonumber(mo), tonumber(d),
     tonumber(h), tonumber(mi), tonumber(sec))
 end
 
