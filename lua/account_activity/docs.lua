@@ -55,7 +55,7 @@ M.entries = {
   { "core.base64_decode", "core.base64_decode(s)", "Strict base64 (padding required, no whitespace) -> bytes, or nil and an error." },
   { "core.hmac_sha256_check", "core.hmac_sha256_check(key, msg, b64, init)", "Constant-time check of a base64 HMAC-SHA256 (from byte init) -> true, or false and \"base64\" | \"length\" | \"mismatch\"." },
   { "core.base64_alphabet", "core.base64_alphabet(s)", "true when every byte of s is in the base64 or base64url alphabet (with =)." },
-  { "core.json_decode", "core.json_decode(s, max_depth)", "Strict RFC 8259 JSON -> the value lua-cjson would give (floats, cjson.null), or nil and \"<reason> at byte <n>\"; max_depth 1..1000 (default 1000)." },
+  { "core.json_decode", "core.json_decode(s, max_depth or opts)", "Strict RFC 8259 JSON -> the value lua-cjson would give (floats, cjson.null), or nil and \"<reason> at byte <n>\"; max_depth 1..1000 (default 1000); opts = { max_depth, lone_surrogates = \"replace\" (U+FFFD, default \"error\"), big_integers = \"string\" (integers past 2^53 as exact digits, default \"number\") }." },
   { "core.percent_encode", "core.percent_encode(s)", "RFC 3986: every byte but A-Za-z0-9-._~ as %XX (uppercase); space is %20." },
   { "core.percent_decode", "core.percent_decode(s, plus_is_space)", "Undo %XX escapes (invalid ones kept); '+' becomes a space when asked." },
   { "core.equal", "core.equal(a, b)", "Constant-time comparison of two strings (CRYPTO_memcmp) -> boolean." },
