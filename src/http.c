@@ -438,6 +438,12 @@ static void push_headers(lua_State *L, transfer *t) {
         } else if ((colon = memchr(p, ':', (size_t)(line_end - p))) != NULL && colon > p) {
             for (c = p; c < colon; c++)
                 if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + 32);
+            /* a bare CR or a NUL is invalid in a field value; RFC 9112 2.2
+             * lets a recipient replace it with a space, which keeps it out
+             * of logs and of headers passed on (transport/ngx.lua does the
+             * same) */
+            for (c = colon + 1; c < line_end; c++)
+                if (*c == '\r' || *c == '\0') *c = ' ';
             v = colon + 1;
             while (v < line_end && (*v == ' ' || *v == '\t')) v++;
             ve = line_end;
@@ -783,11 +789,15 @@ static int l_perform(lua_State *L) {
 
 #define STREAM_MT "account_activity.Stream"
 #define STREAM_HIGH_WATER ((size_t)4 << 20)
+/* read_all()'s default cap: an error answer's body is read for its message,
+ * and past this it is a hostile or broken server */
+#define STREAM_READ_ALL_MAX ((size_t)64 << 10)
 
 typedef struct {
     transfer t; /* first: the callbacks get a transfer* that is a stream* */
     CURLM *multi;
     size_t consumed;
+    long timeout_ms; /* the session's, read_all()'s default deadline */
     CURLcode result;
     int done, paused, headers_done, informational, closed;
 } stream;
@@ -886,6 +896,7 @@ static int l_stream_open(lua_State *L) {
         stream_release(st);
         return luaL_error(L, "libcurl could not start a stream");
     }
+    st->timeout_ms = s->timeout_ms;
     deadline = mono_ms() + (double)s->timeout_ms;
     while (!st->headers_done && !st->done) {
         double left = deadline - mono_ms();
@@ -983,17 +994,49 @@ static int l_stream_read_line(lua_State *L) {
     }
 }
 
+/* st:read_all([max_bytes [, timeout]]) -> body [, "truncated" | "timeout"]
+ * The rest of the body, for an error answer: at most max_bytes (default
+ * 64 KiB; what is past it is dropped and the reading stops), within timeout
+ * seconds (default the session's timeout). A body that never ends or never
+ * stops cannot hold the caller, and the buffer stays below the high-water
+ * mark, so the transfer is never paused with nobody left to resume it.
+ * A transfer error: nil, err. */
 static int l_stream_read_all(lua_State *L) {
     stream *st = check_stream(L);
-    while (!st->done) stream_pump(st, 1000);
-    if (st->result != CURLE_OK) {
+    lua_Number max = luaL_optnumber(L, 2, (lua_Number)STREAM_READ_ALL_MAX);
+    lua_Number timeout = luaL_optnumber(L, 3, (lua_Number)st->timeout_ms / 1000.0);
+    const char *cut = NULL;
+    size_t cap;
+    double deadline;
+    luaL_argcheck(L, max >= 0 && max <= (lua_Number)(STREAM_HIGH_WATER / 2), 2, "must be from 0 to 2 MiB");
+    luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 3, "must be between 0 and 86400 seconds");
+    cap = (size_t)max;
+    deadline = mono_ms() + timeout * 1000.0;
+    for (;;) {
+        double left;
+        if (st->t.body.len - st->consumed >= cap && (!st->done || st->t.body.len - st->consumed > cap)) {
+            st->t.body.len = st->consumed + cap;
+            cut = "truncated";
+            break;
+        }
+        if (st->done) break;
+        left = deadline - mono_ms();
+        if (left <= 0) {
+            cut = "timeout";
+            break;
+        }
+        stream_pump(st, left > 200 ? 200 : (int)left + 1);
+    }
+    if (cut == NULL && st->result != CURLE_OK) {
         lua_pushnil(L);
         push_error(L, &st->t, st->result);
         return 2;
     }
     lua_pushlstring(L, st->t.body.data ? st->t.body.data + st->consumed : "", st->t.body.len - st->consumed);
     st->consumed = st->t.body.len;
-    return 1;
+    if (cut == NULL) return 1;
+    lua_pushstring(L, cut);
+    return 2;
 }
 
 static int l_stream_close(lua_State *L) {
