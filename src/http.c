@@ -463,12 +463,12 @@ static void push_headers(lua_State *L, transfer *t) {
         } else if ((colon = memchr(p, ':', (size_t)(line_end - p))) != NULL && colon > p) {
             for (c = p; c < colon; c++)
                 if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + 32);
-            /* a bare CR or a NUL is invalid in a field value; RFC 9112 2.2
-             * lets a recipient replace it with a space, which keeps it out
-             * of logs and of headers passed on (transport/ngx.lua does the
-             * same) */
+            /* a bare CR is invalid in a field value; RFC 9112 2.2 lets a
+             * recipient replace it with a space, which keeps it out of logs
+             * and of headers passed on (transport/ngx.lua does the same; a
+             * NUL, libcurl refuses before we see it, and so does ngx.lua) */
             for (c = colon + 1; c < line_end; c++)
-                if (*c == '\r' || *c == '\0') *c = ' ';
+                if (*c == '\r') *c = ' ';
             v = colon + 1;
             while (v < line_end && (*v == ' ' || *v == '\t')) v++;
             ve = line_end;

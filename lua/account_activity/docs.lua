@@ -66,7 +66,7 @@ M.entries = {
   { "core.session", "core.session{timeout, connect_timeout, ca_file, ca_path, insecure, user_agent}", "A libcurl Session: keep-alive, HTTP/2, TLS verified by default." },
   { "session:request", "session:request{method, url, headers, body, timeout}", "One request -> {status, headers, body, http_version, time}, or nil and {kind, message, connect}." },
   { "session:perform", "session:perform(requests, {concurrency, on_done})", "A batch on curl_multi -> results in input order ({res} or {err}), callback errors." },
-  { "session:stream", "session:stream{method, url, headers}", "A long response read line by line: -> stream, {status, headers}; stream:read_line(timeout), :read_all(), :close()." },
+  { "session:stream", "session:stream{method, url, headers}", "A long response read line by line: -> stream, {status, headers}; stream:read_line(timeout), :read_all(max_bytes = 64 KiB, timeout = the session's) -> body [, \"truncated\" | \"timeout\"], :close()." },
   { "session:close", "session:close()", "Release the connections (idempotent; also on garbage collection and <close>)." },
   { "core.sleep", "core.sleep(seconds)", "Sleep (scripts; inside nginx use ngx.sleep)." },
   { "core.now", "core.now()", "Monotonic seconds, for rates and time-outs." },
