@@ -35,6 +35,20 @@ server {
       ngx.say(cjson.encode(out))
     }
   }
+  # client:stream() inside nginx (stream.lua's cosocket opener) against the error answers below
+  location = /xstream {
+    content_by_lua_block {
+      local aa = require "account_activity"
+      local c = aa.new { consumer_key = "ck", consumer_secret = "cs", bearer_token = "b", api = "v2",
+        base_url = "http://127.0.0.1:%d/" .. ngx.var.arg_kind, timeout = 1 }
+      ngx.update_time()
+      local t0 = ngx.now()
+      local st, err = c:stream { sleep = function() end, max_reconnects = 0 }
+      ngx.update_time()
+      ngx.say(require("cjson").encode { opened = st ~= nil, status = err and err.status, kind = err and err.kind,
+        message = err and err.message, took = ngx.now() - t0 })
+    }
+  }
   location = /module {
     content_by_lua_block {
       local t = require "account_activity.transport.ngx"
@@ -98,6 +112,24 @@ server {
       for _ = 1, 5 do if not sock:send(part) then return end end
     end
   } }
+  location ~ ^/(\w+)/2/activity/stream$ { content_by_lua_block {
+    local kind = ngx.var[1]
+    local stop = ngx.now() + 30 -- the server's own deadline, should a client never leave
+    if kind == "huge" then -- a 500 with 5 MiB of body
+      ngx.status = 500
+      ngx.header["Content-Length"] = 5 * 1048576
+      local part = ("e"):rep(1048576)
+      for _ = 1, 5 do if not ngx.print(part) then return end end
+    elseif kind == "endless" then -- a 503 whose body never ends
+      ngx.status = 503
+      ngx.print('{"title":"Service Unavailable"')
+      while ngx.now() < stop and ngx.flush(true) do ngx.sleep(0.02) ngx.print((" "):rep(100)) end
+    elseif kind == "bigchunk" then -- a 500 announcing a chunk of 2^56 bytes
+      local sock = ngx.req.socket(true)
+      sock:send("HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n100000000000000\r\n")
+      while ngx.now() < stop and sock:send(("x"):rep(65536)) do end
+    end
+  } }
   location = /cl { content_by_lua_block { ngx.header["Content-Length"] = 11; ngx.header["X-Multi"] = { "a", "b" }; ngx.print("hello world") } }
   location = /chunked { content_by_lua_block {
     for i = 1, 5 do ngx.print(string.rep(tostring(i), 1000)); ngx.flush(true) end
@@ -113,7 +145,7 @@ server {
   } }
   location = /nocontent { return 204; }
 }
-]]):format(ports[1], ports[2], ports[2], ports[2])
+]]):format(ports[1], ports[2], ports[2], ports[2], ports[2])
       end,
     }
     assert(srv, err)
@@ -288,6 +320,19 @@ server {
     local res, err = core.session():request { method = "GET", url = up("/raw?kind=nul") }
     assert.is_nil(res)
     assert.are.equal("network", err.kind)
+  end)
+
+  -- stream.lua's cosocket opener read an error body with no cap and no
+  -- deadline: a 5 MiB or endless answer held client:stream() for ever
+  it("client:stream() inside nginx answers a huge or endless error body within its timeout", function()
+    for _, case in ipairs { { "huge", 500 }, { "endless", 503 }, { "bigchunk", 500 } } do
+      local res = assert(session:request { method = "GET", url = srv.url .. "/xstream?kind=" .. case[1] })
+      assert.are.equal(200, res.status, res.body .. srv:error_log())
+      local r = cjson.decode(res.body)
+      assert.is_false(r.opened)
+      assert.are.equal(case[2], r.status, case[1])
+      assert.is_true(r.took < 3, case[1] .. ": took " .. r.took .. " s")
+    end
   end)
 
   it("is callable as a transport function and checks its arguments", function()

@@ -130,10 +130,21 @@ local function core_open(client)
   end
 end
 
+-- read_all()'s cap: an error answer's body is read for its message; past
+-- this it is a hostile or broken server (the C core's stream has the same).
+local ERROR_BODY_MAX = 64 * 1024
+
 -- Inside nginx: a cosocket HTTP/1.1 GET read line by line, chunked or not.
+-- The request is checked and the head read by transport/ngx.lua's helpers,
+-- so both cosocket clients refuse and cap the same things.
 local function ngx_open(client)
   return function(req)
     local ngx = rawget(_G, "ngx")
+    local http = require "account_activity.transport.ngx"
+    local refusal = http._refusal("GET", req.url, req.headers)
+    if refusal then
+      return nil, { kind = "argument", connect = true, message = "request refused before sending: " .. refusal }
+    end
     local scheme, authority, target = req.url:match("^(https?)://([^/?#]+)([^#]*)")
     if not scheme then return nil, { kind = "argument", message = "unsupported URL" } end
     local host, port = authority:match("^([^:]+):?(%d*)$")
@@ -166,31 +177,18 @@ local function ngx_open(client)
       sock:close()
       return nil, { kind = "network", message = "send failed: " .. tostring(serr) }
     end
-    local status_line, herr = sock:receive("*l")
-    local status = status_line and tonumber(status_line:match("^HTTP/%d%.%d (%d%d%d)"))
+    ngx.update_time()
+    local status, headers = http._read_head(sock, ngx.now() * 1000 + rt)
     if not status then
       sock:close()
-      return nil, { kind = tostring(herr):find("timeout", 1, true) and "timeout" or "network",
-                    message = "no response status: " .. tostring(herr or status_line) }
-    end
-    local headers = {}
-    while true do
-      local l, lerr = sock:receive("*l")
-      if not l then
-        sock:close()
-        return nil, { kind = "network", message = "reading the headers failed: " .. tostring(lerr) }
-      end
-      if l == "" then break end
-      local name, value = l:match("^([^:]+):%s*(.-)%s*$")
-      if name then
-        name = name:lower()
-        headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
-      end
+      return nil, { kind = tostring(headers):find("timeout", 1, true) and "timeout" or "network",
+                    message = "reading the response head failed: " .. tostring(headers) }
     end
     local chunked = (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) ~= nil
     local remaining = tonumber(headers["content-length"]) -- nil: until close
     local chunk_left = 0 -- bytes left in the current chunk
     local buf, ended, failure = "", false, nil
+    local line_reader = chunked and sock:receiveuntil("\n")
 
     local function end_err()
       if failure then return failure end
@@ -202,9 +200,10 @@ local function ngx_open(client)
       sock:settimeouts(ct, ms, ms)
       if chunked then
         if chunk_left == 0 then
-          local size_line, e = sock:receive("*l")
+          local size_line, e = http._read_line(line_reader, 1024)
           if not size_line then
             if e == "timeout" then return false end
+            if e == "too large" then e = "malformed chunk size" end
             ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
             return true
           end
@@ -217,7 +216,8 @@ local function ngx_open(client)
           if size == 0 then ended = true return true end
           chunk_left = size
         end
-        local data, e, partial = sock:receive(chunk_left)
+        -- a chunk is read in pieces: its announced size may be anything
+        local data, e, partial = sock:receive(math.min(chunk_left, 65536))
         data = data or partial
         if data and #data > 0 then
           buf = buf .. data
@@ -270,11 +270,26 @@ local function ngx_open(client)
         end
       end
     end
-    function conn.read_all()
-      while not ended do fill(rt) end
-      local rest = buf
+    -- The rest of an error answer's body, as the C core's stream:read_all:
+    -- at most max_bytes (default 64 KiB; the rest is dropped unread) within
+    -- timeout seconds (default the client's timeout) -> body [, "truncated"
+    -- | "timeout"]. A body that never ends cannot hold the caller.
+    function conn.read_all(_, max_bytes, timeout)
+      max_bytes = max_bytes or ERROR_BODY_MAX
+      ngx.update_time()
+      local deadline = ngx.now() + (timeout or rt / 1000)
+      local cut
+      while not ended do
+        if #buf >= max_bytes then cut = "truncated" break end
+        ngx.update_time()
+        local left = deadline - ngx.now()
+        if left <= 0 then cut = "timeout" break end
+        fill(math.max(1, math.floor(left * 1000)))
+      end
+      if #buf > max_bytes then cut = "truncated" end
+      local rest = buf:sub(1, max_bytes)
       buf = ""
-      return rest
+      return rest, cut
     end
     function conn.close()
       ended = true

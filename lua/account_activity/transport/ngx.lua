@@ -99,9 +99,9 @@ local function arm(sock, deadline_ms)
   return true
 end
 
--- One line of at most `max` bytes from a receiveuntil("\n") reader, its CR
--- dropped: line, bytes used | nil, err. A longer line is an error, read no
--- further than max + 1 bytes.
+--- One line of at most `max` bytes from a receiveuntil("\n") reader, its CR
+-- dropped: line, bytes used | nil, err ("too large" for a longer line, read
+-- no further than max + 1 bytes).
 local function read_line(reader, max)
   local line, err = reader(max + 1)
   if not line then
@@ -116,6 +116,8 @@ local function read_line(reader, max)
   if line:sub(-1) == "\r" then line = line:sub(1, -2) end
   return line, n
 end
+
+M._read_line = read_line
 
 --- Reads a status line and headers within M.MAX_HEADER_BYTES and
 -- M.MAX_HEADER_LINES: status, headers (lowercased names; repeats joined with
