@@ -92,6 +92,7 @@ server {
       while ngx.now() < stop and sock:send("X-T: 1\r\n") do ngx.sleep(0.05) end
     elseif kind == "cr" then
       sock:send(head .. "X-Split: a\rInjected: yes\r\nX-End: z\r\r\n" ..
+        "X-Rate-Limit-Remaining: 0\r\nX-Rate-Limit-Remaining: 99\r\n" ..
         "Content-Length: 2\r\nConnection: close\r\n\r\nok")
     elseif kind == "nul" then
       sock:send(head .. "X-Nul: a\0b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
@@ -313,6 +314,10 @@ server {
     local c = assert(core.session():request { method = "GET", url = up("/raw?kind=cr") })
     assert.are.same(c.headers["x-split"], r.res.headers["x-split"])
     assert.are.same(c.headers["x-end"], r.res.headers["x-end"])
+    -- a rate limit sent twice arrives joined and still reads as exhausted
+    assert.are.equal("0, 99", r.res.headers["x-rate-limit-remaining"])
+    assert.are.equal("0, 99", c.headers["x-rate-limit-remaining"])
+    assert.are.equal(0, require("account_activity.errors").rate_limit(r.res.headers).remaining)
     r = run { req = { method = "GET", url = up("/raw?kind=nul") } }[1]
     assert.is_nil(r.res)
     assert.are.equal("network", r.err.kind)
