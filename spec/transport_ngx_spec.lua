@@ -10,6 +10,8 @@ describe("transport.ngx", function()
     local err
     srv, err = nginx_process.start {
       ports = 3,
+      -- proxies that go nowhere: the cosocket transport must ignore them (README)
+      main = "env http_proxy=http://127.0.0.1:1; env HTTP_PROXY=http://127.0.0.1:1; env ALL_PROXY=http://127.0.0.1:1;",
       http = function(ports)
         return ([[
 lua_socket_log_errors off;
@@ -338,6 +340,29 @@ server {
       assert.are.equal(case[2], r.status, case[1])
       assert.is_true(r.took < 3, case[1] .. ": took " .. r.took .. " s")
     end
+  end)
+
+  -- README, "Proxies": libcurl honours the proxy variables (and no_proxy);
+  -- cosockets never read them
+  it("ignores proxy variables, where libcurl honours them", function()
+    local probe = [[
+      local core = require "account_activity.core"
+      local r, e = core.session { timeout = 5 }:request { method = "GET", url = "URL" }
+      io.write(r and r.body or e.message)
+    ]]
+    local function lua_with(env)
+      local cmd = ("env %s %s -e %q"):format(env, os.getenv("AA_SPEC_LUA") or "lua5.4",
+        (probe:gsub("URL", up("/cl")):gsub("%s+", " ")))
+      local p = io.popen(cmd)
+      local out = p:read("*a")
+      p:close()
+      return out
+    end
+    assert.matches("127%.0%.0%.1 port 1", lua_with("http_proxy=http://127.0.0.1:1"))
+    assert.are.equal("hello world", lua_with("http_proxy=http://127.0.0.1:1 no_proxy=127.0.0.1"))
+    -- this nginx's workers have http_proxy, HTTP_PROXY and ALL_PROXY set
+    local r = run { req = { method = "GET", url = up("/cl") } }[1]
+    assert.are.equal("hello world", r.res.body)
   end)
 
   it("is callable as a transport function and checks its arguments", function()
