@@ -229,6 +229,8 @@ server {
       { method = "GET", url = up("/x\r\nX-Injected: yes") },
       { method = "GET", url = up("/x\0y") },
       { method = "GET", url = up("/x y") },
+      { method = "GET", url = up("/x\ty") },
+      { method = "GET", url = up("/x\127y") },
       { method = "GET /x HTTP/1.1\r\nX-Injected: yes\r\n\r\nGET", url = up("/x") },
       { method = "GET X", url = up("/x") },
       { method = "", url = up("/x") },

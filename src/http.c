@@ -447,6 +447,9 @@ static void join_repeated(lua_State *L, int parts, int h) {
 static void push_headers(lua_State *L, transfer *t) {
     char *p = t->hdrs.data, *end;
     int parts = lua_gettop(L) + 1, h = parts + 1;
+    /* batches call this deep in perform(): room for the tables, a name,
+     * its values and join_repeated's buffer */
+    luaL_checkstack(L, 12, "no room for the response headers");
     lua_pushnil(L);            /* name -> { value, ... } of repeated names, made on need */
     lua_createtable(L, 0, 12); /* typical API responses: a dozen headers, no rehash */
     end = p ? p + t->hdrs.len : p;

@@ -7,7 +7,7 @@
 -- `lua_ssl_trusted_certificate` in nginx.conf); host names need `resolver`.
 --
 -- What the C core refuses, this refuses too, before anything is sent: a
--- method that is not an HTTP token, a URL with a space, CR, LF or NUL, a
+-- method that is not an HTTP token, a URL with a space or a control byte, a
 -- header name that is not a token, a value with CR, LF or NUL. Answers are
 -- capped as libcurl caps them: 300 KB of status line and headers (and at
 -- most 10,000 header lines), a body of at most `max_body` bytes (default
@@ -76,7 +76,8 @@ end
 -- Raises on wrong types, as the C core does.
 function M._refusal(method, url, headers)
   if not is_token(method) then return "the method is not an HTTP token" end
-  if url:find("[ \r\n%z]") then return "the URL contains a space, CR, LF or NUL" end
+  -- libcurl refuses every control character in a URL (a TAB, a DEL too)
+  if url:find("[%c ]") then return "the URL contains a space, CR, LF, NUL or another control character" end
   for name, value in pairs(headers or {}) do
     if type(name) ~= "string" then error("bad argument 'request.headers' to 'request' (header names must be strings)", 3) end
     local tv = type(value)
