@@ -178,7 +178,8 @@ local function ngx_open(client)
       return nil, { kind = "network", message = "send failed: " .. tostring(serr) }
     end
     ngx.update_time()
-    local status, headers = http._read_head(sock, ngx.now() * 1000 + rt)
+    local reader = http._reader(sock, ngx.now() * 1000 + rt)
+    local status, headers = http._read_head(reader)
     if not status then
       sock:close()
       return nil, { kind = tostring(headers):find("timeout", 1, true) and "timeout" or "network",
@@ -187,53 +188,56 @@ local function ngx_open(client)
     local chunked = (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) ~= nil
     local remaining = tonumber(headers["content-length"]) -- nil: until close
     local chunk_left = 0 -- bytes left in the current chunk
+    local after_chunk = false -- the CRLF that ends a chunk is still to read
     local buf, ended, failure = "", false, nil
-    local line_reader = chunked and sock:receiveuntil("\n")
 
     local function end_err()
       if failure then return failure end
       return { kind = "closed", message = "the server ended the stream" }
     end
 
-    -- Read more bytes into buf; false on timeout (still open).
+    local function cut(e)
+      ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
+      return true
+    end
+
+    -- Read more bytes into buf within ms; false on timeout (still open).
+    -- Bytes that came before a timeout stay in the reader, never lost.
     local function fill(ms)
-      sock:settimeouts(ct, ms, ms)
+      ngx.update_time()
+      reader.deadline = ngx.now() * 1000 + ms
       if chunked then
-        if chunk_left == 0 then
-          local size_line, e = http._read_line(line_reader, 1024)
-          if not size_line then
+        if after_chunk then
+          local crlf, e = reader:line(0)
+          if not crlf then
             if e == "timeout" then return false end
-            if e == "too large" then e = "malformed chunk size" end
-            ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
-            return true
+            return cut(e == "too large" and "malformed chunk" or e)
           end
-          if size_line == "" then return true end -- the CRLF after a chunk
-          local size = tonumber(size_line:match("^%s*(%x+)"), 16)
+          after_chunk = false
+        end
+        if chunk_left == 0 then
+          local size, e = http._chunk_size(reader)
           if not size then
-            ended, failure = true, { kind = "network", message = "malformed chunk size" }
-            return true
+            if e == "timeout" then return false end
+            return cut(e)
           end
           if size == 0 then ended = true return true end
           chunk_left = size
         end
         -- a chunk is read in pieces: its announced size may be anything
-        local data, e, partial = sock:receive(math.min(chunk_left, 65536))
-        data = data or partial
-        if data and #data > 0 then
+        local data, e = reader:some(math.min(chunk_left, 65536))
+        if data then
           buf = buf .. data
           chunk_left = chunk_left - #data
-          if chunk_left == 0 then sock:receive(2) end -- CRLF
+          after_chunk = chunk_left == 0
           return true
         end
         if e == "timeout" then return false end
-        ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
-        return true
+        return cut(e)
       end
       if remaining == 0 then ended = true return true end
-      local want = remaining and math.min(remaining, 4096) or 4096
-      local data, e, partial = sock:receive(want)
-      data = data or partial
-      if data and #data > 0 then
+      local data, e = reader:some(remaining and math.min(remaining, 65536) or 65536)
+      if data then
         buf = buf .. data
         if remaining then remaining = remaining - #data end
         return true
