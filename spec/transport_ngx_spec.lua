@@ -96,6 +96,9 @@ server {
       sock:send(head .. "X-Split: a\rInjected: yes\r\nX-End: z\r\r\n" ..
         "X-Rate-Limit-Remaining: 0\r\nX-Rate-Limit-Remaining: 99\r\n" ..
         "Content-Length: 2\r\nConnection: close\r\n\r\nok")
+    elseif kind == "spaces" then -- 100,000 blanks inside a value, and a line with no colon
+      sock:send(head .. "X-S: " .. (" "):rep(1000) .. "x" .. (" "):rep(100000) .. "y" .. (" \t"):rep(500) .. "\r\n" ..
+        ("n"):rep(100000) .. "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     elseif kind == "nul" then
       sock:send(head .. "X-Nul: a\0b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     elseif kind == "huge_length" then -- 300 MB announced
@@ -287,6 +290,16 @@ server {
     r = run { req = { method = "GET", url = up("/raw?kind=trickle"), timeout = 0.5 } }[1]
     assert.is_nil(r.res)
     assert.are.equal("timeout", r.err.kind)
+    assert.is_true(r.took < 2, "took " .. r.took .. " s")
+  end)
+
+  -- "^([^:]+):%s*(.-)%s*$" backtracks over every blank inside a value: 100 KB
+  -- of them held the worker for seconds
+  it("parses long blank runs and colon-less lines in linear time", function()
+    local r = run { req = { method = "GET", url = up("/raw?kind=spaces") } }[1]
+    assert.is_table(r.res, r.err and r.err.message)
+    assert.are.equal("x" .. (" "):rep(100000) .. "y", r.res.headers["x-s"])
+    assert.are.equal("ok", r.res.body)
     assert.is_true(r.took < 2, "took " .. r.took .. " s")
   end)
 
