@@ -422,14 +422,14 @@ end
 -- Seconds to wait before the next attempt, from the server's hints.
 local function retry_hint(res, now)
   local h = res.headers or {}
-  local ra = tonumber(h["retry-after"])
+  local ra = errors.header_number(h, "retry-after", "max")
   if not ra and h["retry-after"] then
     local t = http_date(h["retry-after"])
     if t then ra = t - now end
   end
   if ra then return math.max(ra, 0) end
   if res.status == 429 then
-    local reset = tonumber(h["x-rate-limit-reset"])
+    local reset = errors.header_number(h, "x-rate-limit-reset", "max")
     if reset then return math.max(reset - now + 1, 0) end
   end
   return nil
@@ -907,18 +907,19 @@ local function batch_multi(self, tasks, conc, finish, on_wait)
   -- What the responses say about the endpoint's window.
   local function note(key, res, now)
     local h = res.headers or {}
-    local remaining, reset = tonumber(h["x-rate-limit-remaining"]), tonumber(h["x-rate-limit-reset"])
+    local rl = errors.rate_limit(h)
+    local remaining, reset = rl.remaining, rl.reset
     local st = limits[key] or {}
     limits[key] = st
     st.seen = true
-    st.limit = tonumber(h["x-rate-limit-limit"]) or st.limit
+    st.limit = rl.limit or st.limit
     if not remaining and not st.limit then st.unlimited = true end
     if reset and reset > now then
       if st.reset ~= reset then st.reset, st.remaining = reset, remaining
       elseif remaining and (not st.remaining or remaining < st.remaining) then st.remaining = remaining end
     end
     if res.status == 429 then
-      local wait = tonumber(h["retry-after"]) or (reset and reset - now + 1)
+      local wait = errors.header_number(h, "retry-after", "max") or (reset and reset - now + 1)
       if wait and wait <= self.max_wait then st.pause_until = math.max(st.pause_until or 0, now + wait) end
     end
   end
