@@ -396,8 +396,8 @@ function Stream:_connect(first)
     local wait
     if head.status == 429 then
       local h = res.headers
-      wait = tonumber(h["retry-after"])
-      local reset = tonumber(h["x-rate-limit-reset"])
+      wait = errors.header_number(h, "retry-after", "max")
+      local reset = errors.rate_limit(h).reset
       if not wait and reset then wait = math.max(0, reset - self.clock() + 1) end
       err.retry_after = wait
     end
