@@ -33,7 +33,8 @@ build = {
    type = "builtin",
    modules = {
       ["account_activity.core"] = {
-         sources = { "src/core.c", "src/crypto.c", "src/oauth1.c", "src/http.c", "src/json.c" },
+         sources = { "src/core.c", "src/crypto.c", "src/oauth1.c", "src/session.c", "src/batch.c", "src/stream.c",
+                     "src/json.c" },
          incdirs = { "src", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
          libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
          libraries = { "curl", "crypto" },
