@@ -4,6 +4,7 @@
 #   make test       every spec under Lua 5.4 and LuaJIT, plus the nginx specs
 #   make demo       the main job, on the built-in emulator (no network)
 #   make deps       apt-get what is missing (as root)
+#   make install    both builds and bin/account-activity into PREFIX (/usr/local)
 # See README.md.
 
 LUA      ?= lua5.4
@@ -36,7 +37,7 @@ CORE     = $(BUILD)/account_activity/core.so
 LMOD_DIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 CMOD_DIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 
-.PHONY: all both test demo deps install clean lint memcheck asan fuzz soak bench deps-check
+.PHONY: all both test demo deps install install-abi clean lint memcheck asan fuzz soak bench deps-check
 
 all: $(CORE)
 
@@ -64,13 +65,20 @@ deps:
 deps-check:
 	@sh .ci/deps.sh --check
 
-install: $(CORE)
-	install -d $(DESTDIR)$(CMOD_DIR)/account_activity $(DESTDIR)$(LMOD_DIR)/account_activity
-	install -m 0755 $(CORE) $(DESTDIR)$(CMOD_DIR)/account_activity/core.so
-	cd lua && find account_activity -type d -exec install -d $(DESTDIR)$(LMOD_DIR)/{} \;
-	cd lua && find account_activity -name '*.lua' -exec install -m 0644 {} $(DESTDIR)$(LMOD_DIR)/{} \;
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 bin/account-activity $(DESTDIR)$(PREFIX)/bin/account-activity
+# Both builds: Lua 5.4 scripts load .../lua/5.4, and the nginx workers of the
+# emulator and of `events tail` (LuaJIT) load .../lua/5.1 of the same PREFIX.
+install:
+	$(MAKE) LUA=lua5.4 install-abi
+	$(MAKE) LUA=luajit install-abi
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 0755 bin/account-activity "$(DESTDIR)$(PREFIX)/bin/account-activity"
+
+# One build (LUA=...) into LMOD_DIR and CMOD_DIR.
+install-abi: $(CORE)
+	install -d "$(DESTDIR)$(CMOD_DIR)/account_activity" "$(DESTDIR)$(LMOD_DIR)/account_activity"
+	install -m 0755 $(CORE) "$(DESTDIR)$(CMOD_DIR)/account_activity/core.so"
+	cd lua && find account_activity -type d -exec install -d "$(DESTDIR)$(LMOD_DIR)/{}" \;
+	cd lua && find account_activity -name '*.lua' -exec install -m 0644 {} "$(DESTDIR)$(LMOD_DIR)/{}" \;
 
 clean:
 	rm -rf build

@@ -42,19 +42,16 @@ local function write_file(path, data)
   return true
 end
 
--- The source tree this file lives in (…/lua/account_activity/nginx_process.lua),
--- so a checkout works without installing anything.
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
   return first_line("pwd") .. "/" .. path:gsub("^%./", "")
 end
 
--- The checkout this file lives in (.../lua/account_activity/nginx_process.lua),
--- however it was found (a relative LUA_PATH included).
-local function source_root()
+-- Where this file was loaded from, absolute (a relative LUA_PATH included).
+local function this_file()
   local src = debug.getinfo(1, "S").source
   if src:sub(1, 1) ~= "@" then return nil end
-  return absolute(src:sub(2)):match("^(.*)/lua/account_activity/[^/]*$")
+  return absolute(src:sub(2))
 end
 
 -- Debian's multiarch triplet, asked once per process (a fork each time
@@ -68,14 +65,24 @@ local function multiarch()
   return multiarch_cached
 end
 
---- Lua search paths for the nginx workers (LuaJIT): this checkout's lua/ and
--- build/luajit/ first, then whatever AA_NGINX_LUA_PATH / AA_NGINX_LUA_CPATH add.
+--- Lua search paths for the nginx workers (LuaJIT), found from where this
+-- file is: a checkout's lua/ and build/luajit/, or an install's
+-- PREFIX/share/lua/X.Y with the LuaJIT build in PREFIX/lib/lua/5.1 (`make
+-- install` puts it there); then whatever AA_NGINX_LUA_PATH / AA_NGINX_LUA_CPATH
+-- add (for a layout of your own), then LuaJIT's standard places.
+local paths_cached
 function M.lua_paths()
+  if paths_cached then return paths_cached[1], paths_cached[2] end
   local path, cpath = {}, {}
-  local root = source_root()
+  local file = this_file() or ""
+  local root = file:match("^(.*)/lua/account_activity/[^/]*$")
+  local lua_dir = file:match("^(.*/share/lua/%d+%.%d+)/account_activity/[^/]*$")
   if root then
     path[#path + 1] = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua"
     cpath[#cpath + 1] = root .. "/build/luajit/?.so"
+  elseif lua_dir then
+    path[#path + 1] = lua_dir .. "/?.lua;" .. lua_dir .. "/?/init.lua"
+    cpath[#cpath + 1] = lua_dir:match("^(.*)/share/lua/") .. "/lib/lua/5.1/?.so"
   end
   local ep, ec = os.getenv("AA_NGINX_LUA_PATH"), os.getenv("AA_NGINX_LUA_CPATH")
   if ep then path[#path + 1] = ep end
@@ -86,7 +93,25 @@ function M.lua_paths()
   path[#path + 1] = "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;"
     .. "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua"
   cpath[#cpath + 1] = "/usr/local/lib/lua/5.1/?.so;/usr/lib/" .. multiarch() .. "/lua/5.1/?.so;/usr/lib/lua/5.1/?.so"
-  return table.concat(path, ";"), table.concat(cpath, ";")
+  paths_cached = { table.concat(path, ";"), table.concat(cpath, ";") }
+  return paths_cached[1], paths_cached[2]
+end
+
+-- nginx from PATH, else from the sbin folders a user's PATH lacks on Debian.
+local nginx_cached
+local function nginx_binary()
+  if not nginx_cached then
+    local dirs = (os.getenv("PATH") or "") .. ":/usr/sbin:/usr/local/sbin"
+    for dir in dirs:gmatch("[^:]+") do
+      local f = io.open(dir .. "/nginx", "rb")
+      if f then
+        f:close()
+        nginx_cached = dir .. "/nginx"
+        break
+      end
+    end
+  end
+  return nginx_cached or "nginx"
 end
 
 local MODULES = {
@@ -159,7 +184,7 @@ local function contains(text, what) return text:find(what, 1, true) ~= nil end
 local function launch(server, deadline)
   local prefix = server.prefix
   local start_out = prefix .. "/logs/start.out"
-  local pid, err = core.spawn({ "nginx", "-p", prefix, "-c", "conf/nginx.conf", "-e", "logs/error.log" }, {
+  local pid, err = core.spawn({ nginx_binary(), "-p", prefix, "-c", "conf/nginx.conf", "-e", "logs/error.log" }, {
     pdeathsig = "TERM", group = true, stdin = "/dev/null", stdout = start_out, stderr = start_out,
   })
   if not pid then return nil, err end
