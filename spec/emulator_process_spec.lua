@@ -156,4 +156,22 @@ describe("the emulator library", function()
     os.execute("rm -rf " .. tmp .. " " .. tmp .. ".out " .. tmp .. ".err " .. script .. " " .. prefix)
     assert.is_true(gone, "nginx (master " .. master .. ") outlived the killed Lua process")
   end)
+
+  it("stop() leaves no worker behind, even one stuck in a busy handler", function()
+    local srv = assert(nginx_process.start { http = function(p)
+      return "server { listen 127.0.0.1:" .. p[1] .. "; location / { content_by_lua_block { while true do end } } }"
+    end })
+    local workers = children(srv.pid)
+    assert.is_true(#workers >= 1)
+    local s = core.session { timeout = 1 }
+    s:request { method = "GET", url = srv.url .. "/" } -- times out: the worker spins
+    s:close()
+    local t0 = core.now()
+    srv:stop()
+    local took = core.now() - t0
+    local left = {}
+    for _, w in ipairs(workers) do if alive(w) then left[#left + 1] = w; core.kill(w, "KILL") end end
+    assert.are.same({}, left, "a busy worker outlived stop()")
+    assert.is_true(took < 8, ("stop took %.1f s"):format(took))
+  end)
 end)
