@@ -109,6 +109,26 @@ describe("account-activity emulator (the CLI)", function()
   end)
 end)
 
+describe("account-activity events tail", function()
+  it("on SIGTERM stops its endpoint's nginx and removes its prefix before it exits", function()
+    local tmp = mkdtemp()
+    local cli = assert(core.spawn({ "env", "TMPDIR=" .. tmp, "TWITTER_CONSUMER_SECRET=spec-secret", INTERP,
+      "bin/account-activity", "events", "tail" }, { stdin = "/dev/null", stdout = tmp .. ".out", stderr = tmp .. ".err" }))
+    local port = H.wait_for(function() return (read(tmp .. ".err") or ""):match("listening on http://127%.0%.0%.1:(%d+)") end, 20)
+    assert.truthy(port, "the endpoint did not start: " .. tostring(read(tmp .. ".err")))
+    local master, workers, prefix = find_nginx(port)
+    assert.is_number(master, "no nginx master on port " .. port)
+    assert.is_true(core.kill(cli, "TERM"))
+    local exited = core.wait(cli, 10)
+    if not exited then core.kill(cli, "KILL"); core.wait(cli, 5) end
+    assert.is_true(exited, "events tail ignored SIGTERM")
+    assert.is_false(alive(master), "nginx master outlived events tail")
+    for _, w in ipairs(workers) do assert.is_false(alive(w), "an nginx worker outlived events tail") end
+    assert.is_nil(io.open(prefix), "the prefix outlived events tail")
+    os.execute("rm -rf " .. tmp .. " " .. tmp .. ".out " .. tmp .. ".err")
+  end)
+end)
+
 describe("the emulator library", function()
   it("returns err.kind 'port_in_use' for a busy port", function()
     local busy = assert(nginx_process.start { http = function(p) return "server { listen 127.0.0.1:" .. p[1] .. "; }" end })
