@@ -238,7 +238,7 @@ fail:
  * child nor another spawn can catch it by accident. */
 static int open_redirect(lua_State *L, const char *field, int target, int *fd) {
     const char *path;
-    int raw;
+    int raw, e;
     *fd = -1;
     if (aa_getfield(L, 2, field) == LUA_TNIL) {
         lua_pop(L, 1);
@@ -249,13 +249,15 @@ static int open_redirect(lua_State *L, const char *field, int target, int *fd) {
                           luaL_typename(L, -1));
     path = lua_tostring(L, -1);
     raw = open(path, target == 0 ? O_RDONLY : (O_WRONLY | O_CREAT | O_APPEND), 0644);
+    e = errno;
     if (raw >= 0) {
         *fd = fcntl(raw, F_DUPFD_CLOEXEC, 3);
+        e = errno;
         close(raw);
     }
     if (*fd < 0) {
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        lua_pushfstring(L, "%s: %s", path, strerror(e));
         return 0; /* nil, err on the stack above the path */
     }
     lua_pop(L, 1);
