@@ -68,7 +68,8 @@ end
 --- Lua search paths for the nginx workers (LuaJIT), found from where this
 -- file is: a checkout's lua/ and build/luajit/, or an install's
 -- PREFIX/share/lua/X.Y with the LuaJIT build in PREFIX/lib/lua/5.1 (`make
--- install` puts it there); then whatever AA_NGINX_LUA_PATH / AA_NGINX_LUA_CPATH
+-- install` puts it there) or PREFIX/lib/lua/X.Y/account_activity/luajit
+-- (`luarocks make` does); then whatever AA_NGINX_LUA_PATH / AA_NGINX_LUA_CPATH
 -- add (for a layout of your own), then LuaJIT's standard places.
 local paths_cached
 function M.lua_paths()
@@ -81,8 +82,11 @@ function M.lua_paths()
     path[#path + 1] = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua"
     cpath[#cpath + 1] = root .. "/build/luajit/?.so"
   elseif lua_dir then
+    local prefix, abi = lua_dir:match("^(.*)/share/lua/(%d+%.%d+)$")
     path[#path + 1] = lua_dir .. "/?.lua;" .. lua_dir .. "/?/init.lua"
-    cpath[#cpath + 1] = lua_dir:match("^(.*)/share/lua/") .. "/lib/lua/5.1/?.so"
+    -- make install's LuaJIT build, then a LuaRocks tree's (the rockspec
+    -- builds one next to the core of the rock's Lua)
+    cpath[#cpath + 1] = prefix .. "/lib/lua/5.1/?.so;" .. prefix .. "/lib/lua/" .. abi .. "/account_activity/luajit/?.so"
   end
   local ep, ec = os.getenv("AA_NGINX_LUA_PATH"), os.getenv("AA_NGINX_LUA_CPATH")
   if ep then path[#path + 1] = ep end
