@@ -60,6 +60,28 @@ local function exercise_installed_cli(tmp, bin)
   assert.are.equal(0, st, e)
   assert.are.equal("no webhooks\n", out:lower())
   assert.are.same({ true, 0 }, { stopped, emu_status })
+  -- events tail: its nginx workers answer a CRC with the installed modules
+  argv = {}
+  for _, a in ipairs(CLEAN_ENV) do argv[#argv + 1] = a end
+  for _, a in ipairs { "TWITTER_CONSUMER_SECRET=spec-secret", bin, "events", "tail" } do argv[#argv + 1] = a end
+  local tail = assert(core.spawn(argv, { stdin = "/dev/null", stdout = tmp .. "/tail.out", stderr = tmp .. "/tail.err" }))
+  local hook
+  deadline = core.now() + 30
+  repeat
+    hook = (read(tmp .. "/tail.err") or ""):match("listening on (http://%S+)")
+    if not hook then core.sleep(0.02) end
+  until hook or core.now() > deadline or core.wait(tail, 0)
+  local res
+  if hook then
+    local session = core.session { timeout = 10 }
+    res = session:request { method = "GET", url = hook .. "?crc_token=0123456789abcdef" }
+    session:close()
+  end
+  core.kill(tail, "INT")
+  if not core.wait(tail, 10) then core.kill(tail, "KILL"); core.wait(tail, 5) end
+  assert.truthy(hook, "events tail did not start: " .. tostring(read(tmp .. "/tail.err")))
+  assert.are.equal(200, res and res.status, res and res.body)
+  assert.matches('"response_token"', res.body)
 end
 
 local function sh(cmd)
