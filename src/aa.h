@@ -11,6 +11,10 @@ void aa_open_crypto(lua_State *L);   /* adds its functions to the table on top *
 void aa_open_oauth1(lua_State *L);
 void aa_open_http(lua_State *L);
 void aa_open_json(lua_State *L);
+void aa_open_proc(lua_State *L);
+
+/* True while a signal caught by core.signal_catch waits to be taken. */
+int aa_signal_any_pending(void);
 
 /* Scratch memory owned by Lua: chunks are userdata kept in an anchor table
  * that aa_arena_init pushes, so an error raised at any point leaves nothing
