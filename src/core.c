@@ -1,5 +1,5 @@
 /* account_activity.core: the C half of lua-account-activity.
- * Registers crypto.c, oauth1.c, http.c, json.c and proc.c into one module table. */
+ * Registers crypto.c, oauth1.c, session.c (with batch.c and stream.c), json.c and proc.c into one module table. */
 #include <errno.h>
 #include <time.h>
 #include <curl/curl.h>
