@@ -39,6 +39,8 @@ size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space);
 
 /* The value of a hex digit (either case), or -1. */
 int aa_hexval(unsigned char c);
+/* An RFC 9110 token character (methods, header names). */
+int aa_is_tchar(unsigned char c);
 
 size_t aa_base64_encode(char *dst, const unsigned char *src, size_t n);
 int aa_hmac(const char *alg, const void *key, size_t keylen, const void *msg,

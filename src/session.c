@@ -223,16 +223,11 @@ static int l_session_new(lua_State *L) {
 
 /* ---- request setup ------------------------------------------------------ */
 
-static int is_tchar(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static int is_token(const char *s, size_t n) {
     size_t i;
     if (n == 0) return 0;
     for (i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i])) return 0;
+        if (!aa_is_tchar((unsigned char)s[i])) return 0;
     return 1;
 }
 
