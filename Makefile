@@ -25,10 +25,10 @@ BUILD    ?= build/$(LUA)
 WARN     := -Wall -Wextra -Wpedantic -Werror
 # No Lua library on the link line: the host (lua5.4, luajit, nginx) provides it.
 AA_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
-            $(shell $(PKG) --cflags $(LUA_PC) libcurl libcrypto)
-AA_LIBS   = $(shell $(PKG) --libs libcurl libcrypto)
+            $(shell $(PKG) --cflags $(LUA_PC) libcurl libcrypto hiredis)
+AA_LIBS   = $(shell $(PKG) --libs libcurl libcrypto hiredis)
 
-SRCS    := src/core.c src/crypto.c src/oauth1.c src/http.c src/json.c
+SRCS    := src/core.c src/crypto.c src/oauth1.c src/http.c src/json.c src/redis.c
 HDRS    := $(wildcard src/*.h)
 OBJS     = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE     = $(BUILD)/account_activity/core.so
@@ -104,12 +104,12 @@ asan:
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := percent base64 oauth1 verify headers json
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-                -std=c99 -D_POSIX_C_SOURCE=200809L -Isrc $(shell $(PKG) --cflags lua5.4 libcurl libcrypto)
-FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto)
+                -std=c99 -D_POSIX_C_SOURCE=200809L -Isrc $(shell $(PKG) --cflags lua5.4 libcurl libcrypto hiredis)
+FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto hiredis)
 
 build/fuzz/fuzz_headers: fuzz/fuzz_headers.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_headers.c src/core.c src/crypto.c src/oauth1.c src/json.c $(FUZZ_LIBS)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_headers.c src/core.c src/crypto.c src/oauth1.c src/json.c src/redis.c $(FUZZ_LIBS)
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz

@@ -28,15 +28,16 @@ external_dependencies = {
    -- the compiler searches but LuaRocks's header probe does not
    CURL = { library = "curl" },
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+   HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 build = {
    type = "builtin",
    modules = {
       ["account_activity.core"] = {
-         sources = { "src/core.c", "src/crypto.c", "src/oauth1.c", "src/http.c", "src/json.c" },
-         incdirs = { "src", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
-         libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-         libraries = { "curl", "crypto" },
+         sources = { "src/core.c", "src/crypto.c", "src/oauth1.c", "src/http.c", "src/json.c", "src/redis.c" },
+         incdirs = { "src", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(HIREDIS_INCDIR)" },
+         libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HIREDIS_LIBDIR)" },
+         libraries = { "curl", "crypto", "hiredis" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
       -- The Lua modules are everything under lua/, which LuaRocks installs

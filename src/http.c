@@ -1030,8 +1030,8 @@ static const luaL_Reg funcs[] = {
 /* One metatable per class: methods in __index (so metamethods are not
  * callable as methods), close doubling as __gc and __close, and a protected
  * __metatable so Lua code cannot swap the finalizer. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
-                      lua_CFunction close, lua_CFunction tostring) {
+void aa_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring) {
     if (aa_newmetatable(L, name)) {
         lua_newtable(L);
         aa_setfuncs(L, methods, 0);
@@ -1050,7 +1050,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 void aa_open_http(lua_State *L) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);
-    new_class(L, STREAM_MT, stream_methods, l_stream_close, l_stream_close, l_stream_tostring);
+    aa_new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);
+    aa_new_class(L, STREAM_MT, stream_methods, l_stream_close, l_stream_close, l_stream_tostring);
     aa_setfuncs(L, funcs, 0);
 }
