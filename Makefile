@@ -28,7 +28,7 @@ AA_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN)
             $(shell $(PKG) --cflags $(LUA_PC) libcurl libcrypto hiredis)
 AA_LIBS   = $(shell $(PKG) --libs libcurl libcrypto hiredis)
 
-SRCS    := src/core.c src/crypto.c src/oauth1.c src/http.c src/json.c src/redis.c
+SRCS    := src/core.c src/crypto.c src/oauth1.c src/http.c src/json.c src/redis.c src/proc.c
 HDRS    := $(wildcard src/*.h)
 OBJS     = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE     = $(BUILD)/account_activity/core.so
@@ -109,7 +109,7 @@ FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto hiredis)
 
 build/fuzz/fuzz_headers: fuzz/fuzz_headers.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_headers.c src/core.c src/crypto.c src/oauth1.c src/json.c src/redis.c $(FUZZ_LIBS)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_headers.c src/core.c src/crypto.c src/oauth1.c src/json.c src/redis.c src/proc.c $(FUZZ_LIBS)
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz

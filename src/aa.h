@@ -17,6 +17,10 @@ void aa_open_redis(lua_State *L);
  * protected __metatable (defined in http.c). */
 void aa_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
                   lua_CFunction close, lua_CFunction tostring);
+void aa_open_proc(lua_State *L);
+
+/* True while a signal caught by core.signal_catch waits to be taken. */
+int aa_signal_any_pending(void);
 
 /* Scratch memory owned by Lua: chunks are userdata kept in an anchor table
  * that aa_arena_init pushes, so an error raised at any point leaves nothing

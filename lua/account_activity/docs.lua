@@ -74,6 +74,9 @@ M.entries = {
   { "core.sleep", "core.sleep(seconds)", "Sleep (scripts; inside nginx use ngx.sleep)." },
   { "core.now", "core.now()", "Monotonic seconds, for rates and time-outs." },
   { "core.version", "core.version()", "{version, libcurl, libcurl_tls, openssl, http2, lua}." },
+  { "core.signal_catch", "core.signal_catch{\"INT\", \"TERM\", ...}", "Catch these signals (scripts, not nginx): a handler only notes them; sleeps and reads they interrupt return -> true." },
+  { "core.signal_pending", "core.signal_pending()", "The name of a caught signal not yet taken (and take it), or nil." },
+  { "core.signal_reset", "core.signal_reset([names])", "Put back the dispositions signal_catch replaced (all when names is nil) and drop arrivals not taken." },
 }
 
 local by_key = {}
