@@ -289,10 +289,15 @@ function M.connect(opts)
   return setmetatable({ _c = c, _opts = o }, CConn)
 end
 
---- "host:port" -> host, port (the CLI's --redis).
+--- "host:port", "[v6]:port" or "host" (port 6379) -> host, port; nil when malformed (the CLI's --redis).
 function M.parse_address(s)
-  local host, port = tostring(s):match("^%[?([^%]]*)%]?:(%d+)$")
-  if not host then host, port = s, 6379 end
+  s = tostring(s)
+  local host, port = s:match("^%[([^%]]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([^:]+):(%d+)$") end
+  if not host then
+    if s == "" or s:find(":", 1, true) then return nil end
+    host, port = s, 6379
+  end
   return host, tonumber(port)
 end
 
