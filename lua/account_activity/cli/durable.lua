@@ -70,7 +70,6 @@ function M.consume(ctx, cli)
   local signals = { "INT", "TERM" }
   if core.signal_catch then core.signal_catch(signals) end
   local t0 = core.now()
-  local failure
   while true do
     local _, err = consumer:step()
     if err then
@@ -86,7 +85,6 @@ function M.consume(ctx, cli)
   consumer:close()
   ctx.err:write(("processed %d, failed %d, claimed %d, dead %d, pending %s\n"):format(stats.processed,
     stats.failed, stats.claimed, stats.dead, tostring(stats.pending)))
-  return failure
 end
 
 local function connect(o)
