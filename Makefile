@@ -102,7 +102,7 @@ asan:
 # libFuzzer targets (clang, libfuzzer-14-dev): every C entry point that takes
 # outside input. Seeds live in fuzz/corpus/<target>; new inputs go to build/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := percent base64 oauth1 verify headers json
+FUZZ_TARGETS := percent base64 oauth1 verify headers json redis
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c99 -D_POSIX_C_SOURCE=200809L -Isrc $(shell $(PKG) --cflags lua5.4 libcurl libcrypto hiredis)
 FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto hiredis)
