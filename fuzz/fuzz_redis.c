@@ -1,5 +1,5 @@
 /* core.redis_reader over bytes from the network: fed whole and then in
- * pieces cut at '\x01', it must give the same replies, never crash, leak,
+ * pieces of a few bytes, it must give the same replies, never crash, leak,
  * or raise; and core.redis_format of the pieces must read back as the same
  * array of strings. */
 #include <stdio.h>
@@ -28,8 +28,9 @@ static const char *check_src =
     "  r:feed(s)\n"
     "  drain(r, whole)\n"
     "  local r2 = core.redis_reader()\n"
-    "  for piece in (s .. '\\1'):gmatch('(.-)\\1') do\n"
-    "    r2:feed(piece .. '\\1')\n"
+    "  local step = #s % 7 + 1\n"
+    "  for i = 1, #s, step do\n"
+    "    r2:feed(s:sub(i, i + step - 1))\n"
     "    if not drain(r2, cut) then break end\n"
     "  end\n"
     "  local argv = {}\n"
@@ -39,7 +40,7 @@ static const char *check_src =
     "  local back = r3:get()\n"
     "  assert(type(back) == 'table' and #back == #argv, 'format/read round trip')\n"
     "  for i = 1, #argv do assert(back[i] == argv[i], 'format/read round trip: element ' .. i) end\n"
-    "  return dump(whole), dump(cut)\n"
+    "  assert(dump(whole) == dump(cut), 'fed in pieces, the replies differ')\n"
     "end\n";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
