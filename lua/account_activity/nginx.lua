@@ -146,7 +146,7 @@ local function signature_of(h)
   return h["x-twitter-webhooks-signature"] or h["x-twitter-webhooks-signature-oauth2"]
 end
 
--- Redis failures, in the log at most once a second (with how many were not).
+-- Redis failures, in the log at most once a second per worker (with how many were not).
 local last_sink_log, unlogged = -1, 0
 
 local function sink_failed(wh, err)
