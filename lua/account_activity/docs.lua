@@ -14,7 +14,7 @@ M.entries = {
   { "parse_events", "aa.parse_events(raw_body_or_table)", "An AAA or XAA envelope -> array of events {type, for_user_id, item, envelope}." },
   { "router", "aa.router()", "An event router: r:on(type or \"*\", fn), r:for_user(id):on(...), r:dispatch(events or raw_body)." },
   { "webhook_handler", "aa.webhook_handler{consumer_secret, on_event or router}", "A pure handler(request) -> response: CRC on GET, signature check and dispatch on POST." },
-  { "consumer", "aa.consumer{redis, stream, group, name, router, batch, block_ms, claim_idle_ms, max_attempts, dead_letter}", "A Redis Streams consumer: :run() until :stop()/SIGINT/SIGTERM, :step() -> {processed, failed, claimed, dead}, :stats() (+ pending); acks after every handler returned." },
+  { "consumer", "aa.consumer{redis, stream, group, name, router, batch, block_ms, claim_idle_ms, max_attempts, dead_letter, on_error, log}", "A Redis Streams consumer: :run() until :stop()/SIGINT/SIGTERM, :step() -> {processed, failed, claimed, dead}, :stats() (+ pending); acks after every handler returned; on_error(err, entry_id, attempt) hears of each failure." },
   { "redis.connect", "require(\"account_activity.redis\").connect{host, port, password, db, timeout_ms}", "The Redis client of the durable hand-off (cosockets in nginx, hiredis elsewhere): :command(argv), :pipeline(cmds), :script(src, keys, args), :close()." },
   { "serve", "require(\"account_activity.nginx\").serve(opts)", "The webhook handler inside content_by_lua_block (never blocks the worker); sink = {redis, stream, maxlen, dedupe_ttl} persists to Redis before the 200; dedupe_dict, async, max_running_timers." },
   -- client methods
