@@ -20,7 +20,7 @@
 local core = require "account_activity.core"
 local errors = require "account_activity.errors"
 
-local type, pairs, setmetatable, tostring, error = type, pairs, setmetatable, tostring, error
+local type, pairs, setmetatable, getmetatable, tostring, error = type, pairs, setmetatable, getmetatable, tostring, error
 local format, sub = string.format, string.sub
 local concat = table.concat
 local ngx = rawget(_G, "ngx")
@@ -34,7 +34,11 @@ local function redis_error(kind, msg)
   return errors.make(kind or "network", msg)
 end
 
+-- Options already checked (redis.options): connect() takes them as they are.
+local CHECKED = {}
+
 local function check_opts(opts, fname)
+  if getmetatable(opts) == CHECKED then return opts end
   if type(opts) ~= "table" then
     error(format("bad argument #1 to '%s' (options table expected, got %s)", fname, type(opts)), 3)
   end
@@ -52,7 +56,12 @@ local function check_opts(opts, fname)
   if o.password ~= nil and type(o.password) ~= "string" then
     error(format("bad argument 'password' to '%s' (string expected, got %s)", fname, type(o.password)), 3)
   end
-  return o
+  return setmetatable(o, CHECKED)
+end
+
+--- redis.options(opts[, fname]) -> the options checked once, for a caller that connects per request.
+function M.options(opts, fname)
+  return check_opts(opts, fname or "options")
 end
 
 -- Script sources -> SHA1 as Redis knows them (SCRIPT LOAD's answer), per process.

@@ -47,8 +47,8 @@ function M.new(opts)
   end
   local r = check(opts, "redis", "table", {})
   local self = setmetatable({
-    redis = { host = r.host, port = r.port, password = r.password, db = r.db,
-      timeout_ms = r.timeout_ms or 500, keepalive_ms = r.keepalive_ms, pool_size = r.pool_size },
+    redis = redis.options({ host = r.host, port = r.port, password = r.password, db = r.db,
+      timeout_ms = r.timeout_ms or 500, keepalive_ms = r.keepalive_ms, pool_size = r.pool_size }, "serve"),
     stream = check(opts, "stream", "string", "aa:events"),
     maxlen = check(opts, "maxlen", "number", 1000000),
     dedupe_ttl = check(opts, "dedupe_ttl", "number", 3600),
@@ -83,8 +83,7 @@ end
 
 function Sink:__tostring()
   local r = self.redis
-  return format("account_activity.sink.redis(%s:%s db %s, stream %s)", tostring(r.host or "127.0.0.1"),
-    tostring(r.port or 6379), tostring(r.db or 0), self.stream)
+  return format("account_activity.sink.redis(%s:%d db %d, stream %s)", r.host, r.port, r.db, self.stream)
 end
 
 return M
