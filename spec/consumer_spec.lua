@@ -159,6 +159,31 @@ describe("consumer", function()
     assert.are.equal(0, stats.pending)
   end)
 
+  it("an ack lost with the connection: its entries run again on reconnect, not after claim_idle_ms", function()
+    add("lost1"); add("lost2")
+    local calls = {}
+    local r = aa.router()
+    local killed = false
+    r:on("favorite", function(ev)
+      calls[ev.id] = (calls[ev.id] or 0) + 1
+      if not killed then
+        killed = true
+        -- every other client's connection dropped: this consumer's included, before its XACK
+        srv:cmd("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+      end
+    end)
+    local c = new(r, { claim_idle_ms = 60000 })
+    local first, err = c:step()
+    assert.is_nil(first)
+    assert.are.equal("network", err.kind)
+    assert.are.equal(2, c:stats().pending)
+    local again = assert(c:step())
+    assert.are.equal(2, again.processed)
+    assert.are.same({ lost1 = 2, lost2 = 2 }, calls)
+    assert.are.equal(0, c:stats().pending)
+    c:close()
+  end)
+
   it("returns nil, err while Redis is unreachable", function()
     local c = aa.consumer { redis = { port = 1 }, stream = stream, router = aa.router(), log = function() end }
     local out, err = c:step()

@@ -273,7 +273,8 @@ describe("durable hand-off", function()
       for _ in pairs(bodies) do distinct_bodies = distinct_bodies + 1 end
       local stats = cjson.decode(read_lines(out .. ".done")[1])
       print(("\n  [redis restart] %d deliveries: %d saw a 503, %d retried, %d retried and got through, %d given up; "
-        .. "%d entries (%d distinct bodies), %d lost, %d dispatched twice; consumer stopped by SIGTERM, pending %s")
+        .. "%d entries (%d distinct bodies), %d lost, %d dispatched twice (their ack was cut by the restart); "
+        .. "consumer stopped by SIGTERM, pending %s")
         :format(N, n503, retried, retried_ok, gave_up, #entries, distinct_bodies, N - distinct_bodies, twice,
           tostring(stats.pending)))
       assert.is_true(n503 > 0, "no delivery met the gap")
@@ -282,7 +283,8 @@ describe("durable hand-off", function()
       assert.are.equal(N, #entries)
       assert.are.equal(N, distinct_bodies)
       assert.are.equal(0, lost)
-      assert.are.equal(0, twice)
+      -- at most the batch in hand when Redis went away: an acked entry never comes back
+      assert.is_true(twice <= 16, twice .. " dispatched twice")
       assert.are.equal(0, stats.pending)
     end)
     if child and alive(child.pid) then kill(child.pid, "KILL") end

@@ -76,6 +76,10 @@ function M.new(opts)
     counts = { processed = 0, failed = 0, claimed = 0, dead = 0 },
     _last_claim = -math.huge,
     _stopping = false,
+    -- This consumer's own pending entries are read once more (from this id)
+    -- at start and after a lost connection: an ack that never reached Redis
+    -- leaves its entries here, and claim_idle_ms may be long.
+    _recover = "0",
   }, Consumer)
   self.dead_letter = self.dead_letter or (self.stream .. ":dead")
   return self
@@ -110,6 +114,7 @@ function Consumer:_command(argv)
   if r == nil and err.kind ~= "redis" then
     c:close()
     self._redis = nil
+    self._recover = "0"
   end
   return r, err
 end
@@ -197,6 +202,7 @@ function Consumer:_process(entries, attempts, out)
   if not replies then
     c:close()
     self._redis = nil
+    self._recover = "0"
     return nil, err
   end
   for i = 1, #replies do
@@ -219,11 +225,47 @@ function Consumer:_claim(out)
     if type(e) == "table" and type(e[2]) == "table" then list[#list + 1] = e end
   end
   if #list == 0 then return true end
-  local p
-  p, err = self:_command { "XPENDING", self.stream, self.group, list[1][1], list[#list][1], #list * 2, self.name }
+  local attempts
+  attempts, err = self:_attempts(list)
+  if not attempts then return nil, err end
+  out.claimed = out.claimed + #list
+  return self:_process(list, attempts, out)
+end
+
+-- id -> delivery count of entries pending for this consumer.
+function Consumer:_attempts(list)
+  local p, err = self:_command { "XPENDING", self.stream, self.group, list[1][1], list[#list][1],
+    #list * 2, self.name }
   if not p then return nil, err end
   local attempts = {}
   for _, row in ipairs(p) do attempts[row[1]] = tonumber(row[4]) end
+  return attempts
+end
+
+-- One pass over this consumer's own pending entries, a batch per round.
+function Consumer:_recover_own(out)
+  local r, err = self:_command { "XREADGROUP", "GROUP", self.group, self.name, "COUNT", self.batch,
+    "STREAMS", self.stream, self._recover }
+  if r == nil then return nil, err end
+  local entries = r ~= redis.null and r[1] and r[1][2] or {}
+  if #entries == 0 then
+    self._recover = nil
+    return true
+  end
+  self._recover = entries[#entries][1]
+  local list, gone = {}, { "XACK", self.stream, self.group }
+  for _, e in ipairs(entries) do
+    -- trimmed away (MAXLEN) while pending: nothing left to run
+    if type(e[2]) == "table" then list[#list + 1] = e else gone[#gone + 1] = e[1] end
+  end
+  if #gone > 3 then
+    local _, aerr = self:_command(gone)
+    if aerr then return nil, aerr end
+  end
+  if #list == 0 then return true end
+  local attempts
+  attempts, err = self:_attempts(list)
+  if not attempts then return nil, err end
   out.claimed = out.claimed + #list
   return self:_process(list, attempts, out)
 end
@@ -233,6 +275,15 @@ function Consumer:step()
   local ok, err = self:_ensure_group()
   if not ok then return nil, err end
   local out = { processed = 0, failed = 0, claimed = 0, dead = 0 }
+  if self._recover then
+    ok, err = self:_recover_own(out)
+    if not ok then return nil, err end
+    if out.claimed > 0 then
+      local c = self.counts
+      for k, v in pairs(out) do c[k] = c[k] + v end
+      return out
+    end
+  end
   local now = core.now()
   -- Claims are looked for a few times per claim_idle_ms, not every round.
   if (now - self._last_claim) * 1000 >= self.claim_idle_ms / 4 then
