@@ -27,10 +27,10 @@ WARN     := -Wall -Wextra -Wpedantic -Werror
 # No Lua library on the link line: the host (lua5.4, luajit, nginx) provides it.
 LUA_CFLAGS ?= $(shell $(PKG) --cflags $(LUA_PC))
 AA_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
-            $(LUA_CFLAGS) $(shell $(PKG) --cflags libcurl libcrypto)
-AA_LIBS   = $(shell $(PKG) --libs libcurl libcrypto)
+            $(LUA_CFLAGS) $(shell $(PKG) --cflags libcurl libcrypto hiredis)
+AA_LIBS   = $(shell $(PKG) --libs libcurl libcrypto hiredis)
 
-SRCS    := src/core.c src/crypto.c src/oauth1.c src/session.c src/batch.c src/stream.c src/json.c src/proc.c
+SRCS    := src/core.c src/crypto.c src/oauth1.c src/session.c src/batch.c src/stream.c src/json.c src/redis.c src/proc.c
 HDRS    := $(wildcard src/*.h)
 OBJS     = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE     = $(BUILD)/account_activity/core.so
@@ -132,10 +132,10 @@ asan:
 # libFuzzer targets (clang, libfuzzer-14-dev): every C entry point that takes
 # outside input. Seeds live in fuzz/corpus/<target>; new inputs go to build/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := percent base64 oauth1 verify headers json
+FUZZ_TARGETS := percent base64 oauth1 verify headers json redis
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-                -std=c99 -D_POSIX_C_SOURCE=200809L -Isrc $(shell $(PKG) --cflags lua5.4 libcurl libcrypto)
-FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto)
+                -std=c99 -D_POSIX_C_SOURCE=200809L -Isrc $(shell $(PKG) --cflags lua5.4 libcurl libcrypto hiredis)
+FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto hiredis)
 
 build/fuzz/fuzz_headers: fuzz/fuzz_headers.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz

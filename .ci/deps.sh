@@ -6,7 +6,7 @@ set -e
 PKGS="make gcc pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
 libcurl4-openssl-dev libssl-dev lua-cjson lua-busted nginx libnginx-mod-http-lua
 python3-oauthlib valgrind clang libfuzzer-14-dev libclang-rt-14-dev lua-check cppcheck
-luarocks wrk curl procps openssl"
+luarocks wrk curl procps openssl redis-server libhiredis-dev"
 
 missing=""
 for p in $PKGS; do

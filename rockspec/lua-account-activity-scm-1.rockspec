@@ -28,6 +28,7 @@ external_dependencies = {
    -- the compiler searches but LuaRocks's header probe does not
    CURL = { library = "curl" },
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+   HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 build = {
    -- The Makefile builds two cores: one for the rock's Lua, and one for

@@ -256,3 +256,96 @@ describe("emulator delivery", function()
     assert.equal("Complete", st.replay_jobs[1].state)
   end)
 end)
+
+describe("emulator delivery retries (like X: 3 s, 27 s, 242 s; compressed here)", function()
+  local emu, c, rcv, cfg
+  setup(function()
+    emu = H.start { config = { delivery = { timeout_ms = 300, retry_schedule = { 0.1, 0.2, 0.4 } } } }
+    c = H.client(emu)
+    cfg = emu.config
+    rcv = H.receiver(cfg.app.consumer_secret)
+  end)
+  teardown(function()
+    if rcv then rcv:stop() end
+    if emu then emu:stop() end
+  end)
+  before_each(function()
+    emu:reset()
+    rcv:set_mode(nil)
+    rcv:clear()
+  end)
+
+  local function subscribed_webhook(mode)
+    local wh = H.register(c, rcv, mode)
+    local res = c:call("POST", "/1.1/account_activity/webhooks/" .. wh.id .. "/subscriptions/all.json",
+      { auth = cfg.users[1] })
+    assert.equal(204, res.status, res.body)
+    return wh
+  end
+
+  local function attempts()
+    return (emu:control("GET", "/_emulator/deliveries")).entries
+  end
+
+  it("retries a delivery answered 500 until it gets a 200, each attempt in the delivery log", function()
+    subscribed_webhook("ok")
+    rcv:set_mode("e500")
+    local r = emu:control("POST", "/_emulator/deliver", { user_id = cfg.users[1].user_id, type = "favorite", wait = true })
+    assert.is_false(r.deliveries[1].ok)
+    assert.equal(0.1, r.deliveries[1].retry_in)
+    assert.truthy(H.wait_for(function() return #rcv:received() >= 2 end, 5))
+    rcv:set_mode(nil)
+    assert.truthy(H.wait_for(function()
+      local list = attempts()
+      return list[#list] and list[#list].ok
+    end, 5))
+    local list = attempts()
+    assert.is_true(#list >= 3 and #list <= 4, #list .. " attempts")
+    for i, a in ipairs(list) do
+      assert.equal(i, a.attempt)
+      assert.equal(list[1].body_md5, a.body_md5)
+      if i < #list then
+        assert.is_false(a.ok)
+        assert.equal(500, a.status)
+        assert.equal(({ 0.1, 0.2, 0.4 })[i], a.retry_in)
+      end
+    end
+    local got = rcv:received()
+    assert.equal(#list, #got)
+    for _, g in ipairs(got) do
+      assert.equal(got[1].body, g.body)
+      assert.equal(got[1].sig, g.sig)
+    end
+  end)
+
+  it("gives up after the schedule: four attempts in all", function()
+    subscribed_webhook("ok")
+    rcv:set_mode("e500")
+    emu:control("POST", "/_emulator/deliver", { user_id = cfg.users[1].user_id, type = "follow" })
+    assert.truthy(H.wait_for(function()
+      local list = attempts()
+      return list[#list] and list[#list].gave_up
+    end, 5))
+    core.sleep(0.5) -- a fifth attempt would land by now
+    local list = attempts()
+    assert.equal(4, #list)
+    assert.equal(4, #rcv:received())
+    assert.is_nil(list[4].retry_in)
+  end)
+
+  it("retries a delivery nobody answers", function()
+    local dead = H.receiver(cfg.app.consumer_secret)
+    local wh = H.register(c, dead, "ok")
+    assert.equal(204, c:call("POST", "/1.1/account_activity/webhooks/" .. wh.id .. "/subscriptions/all.json",
+      { auth = cfg.users[1] }).status)
+    dead:stop()
+    emu:control("POST", "/_emulator/deliver", { user_id = cfg.users[1].user_id, type = "follow" })
+    assert.truthy(H.wait_for(function()
+      local list = attempts()
+      return list[#list] and list[#list].gave_up
+    end, 5))
+    local list = attempts()
+    assert.equal(4, #list)
+    assert.matches("^network", list[1].error)
+  end)
+end)

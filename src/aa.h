@@ -11,6 +11,12 @@ void aa_open_crypto(lua_State *L);   /* adds its functions to the table on top *
 void aa_open_oauth1(lua_State *L);
 void aa_open_http(lua_State *L);
 void aa_open_json(lua_State *L);
+void aa_open_redis(lua_State *L);
+
+/* A userdata class: methods as __index, gc/close/tostring, __name and a
+ * protected __metatable (defined in session.c). */
+void aa_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring);
 void aa_open_proc(lua_State *L);
 
 /* True while a signal caught by core.signal_catch waits to be taken. */

@@ -90,6 +90,7 @@ AA_EXPORT int luaopen_account_activity_core(lua_State *L) {
     aa_open_oauth1(L);
     aa_open_http(L);
     aa_open_json(L);
+    aa_open_redis(L);
     aa_open_proc(L);
     lua_pushliteral(L, AA_VERSION);
     lua_setfield(L, -2, "_VERSION");

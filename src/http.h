@@ -54,8 +54,6 @@ void http_push_response(lua_State *L, transfer *t);
 void http_push_err(lua_State *L, const char *kind, int connect);
 void http_push_error(lua_State *L, transfer *t, CURLcode rc);
 void http_push_argument_error(lua_State *L, const char *msg);
-void http_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
-                    lua_CFunction close, lua_CFunction tostring);
 
 /* batch.c */
 int http_perform(lua_State *L);

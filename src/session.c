@@ -610,8 +610,8 @@ static const luaL_Reg funcs[] = {
 /* One metatable per class: methods in __index (so metamethods are not
  * callable as methods), close doubling as __gc and __close, and a protected
  * __metatable so Lua code cannot swap the finalizer. */
-void http_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
-                      lua_CFunction close, lua_CFunction tostring) {
+void aa_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring) {
     if (aa_newmetatable(L, name)) {
         lua_newtable(L);
         aa_setfuncs(L, methods, 0);
@@ -630,7 +630,7 @@ void http_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua
 
 void aa_open_http(lua_State *L) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    http_new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);
+    aa_new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);
     http_open_stream(L);
     aa_setfuncs(L, funcs, 0);
 }

@@ -272,5 +272,5 @@ static const luaL_Reg stream_methods[] = {
     {NULL, NULL}};
 
 void http_open_stream(lua_State *L) {
-    http_new_class(L, STREAM_MT, stream_methods, l_stream_close, l_stream_close, l_stream_tostring);
+    aa_new_class(L, STREAM_MT, stream_methods, l_stream_close, l_stream_close, l_stream_tostring);
 }

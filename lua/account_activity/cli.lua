@@ -22,6 +22,7 @@ commands:
   crc TOKEN                    print the response_token a webhook must answer (secret: --config or env)
   events tail [--port P] [--path /webhook] [--count N] [--timeout S]
   up [--url PUBLIC_URL] [--users FILE]   endpoint + webhook + subscriptions + tail; Ctrl-C tears down
+  events consume --redis HOST:PORT --group G | pending --group G | dead   (the Redis hand-off)
   activity list|add|rm|mirror|stream   the X Activity API (successor of AAA)
   emulator [...]               run the offline emulator (see: emulator --help)
 
@@ -85,6 +86,15 @@ usage: account-activity events tail [--port P] [--path /webhook] [--count N] [--
   answers CRCs and checks signatures with the configured consumer secret, and
   print each event it receives on one line (PATH/anything is served too). Stops after N events, S seconds,
   or Ctrl-C.
+       account-activity events consume --redis HOST:PORT --group G [--stream S] [--name N] [--batch N]
+                                     [--handler FILE] [--count N] [--timeout S]
+  Consume the stream that serve{ sink = ... } fills: print each event, and run the handlers FILE adds
+  (it returns function(router)); ack after they returned. Ctrl-C / SIGTERM finish the batch and stop.
+       account-activity events pending --redis HOST:PORT --group G [--stream S] [--count N]
+  Entries read but not acked: per consumer, idle time, deliveries.
+       account-activity events dead --redis HOST:PORT [--stream S] [--count N]
+  The dead-letter stream, newest first, with each entry's error and attempts.
+  Redis's password, if any, comes from AA_REDIS_PASSWORD.
 ]=],
   up = [=[
 usage: account-activity up [--url PUBLIC_URL] [--users FILE] [--port P] [--path /webhook]
@@ -116,6 +126,7 @@ local VALUED = {
   config = true, api = true, env = true, ["base-url"] = true, concurrency = true, users = true,
   url = true, port = true, path = true, count = true, timeout = true, ["user-id"] = true,
   keyword = true, tag = true, webhook = true, backfill = true, secret = true,
+  redis = true, group = true, name = true, stream = true, batch = true, handler = true,
 }
 local FLAGS = {
   json = true, help = true, ["dry-run"] = true, ["keep-others"] = true, all = true,
@@ -730,7 +741,12 @@ end
 
 function C.events(ctx, pos)
   local sub = table.remove(pos, 1)
-  if sub ~= "tail" then return usage_error("usage: events tail (see events --help)") end
+  if sub == "consume" or sub == "pending" or sub == "dead" then
+    local e = need(pos, 0, "") if e then return e end
+    return require("account_activity.cli.durable")[sub](ctx,
+      { encode = encode, event_line = M.event_line, event_summary = M.event_summary })
+  end
+  if sub ~= "tail" then return usage_error("usage: events tail | consume | pending | dead (see events --help)") end
   local e = need(pos, 0, "") if e then return e end
   local secret = ctx.secret
   if not secret then return usage_error("events tail needs the consumer secret (--config FILE or TWITTER_CONSUMER_SECRET)") end

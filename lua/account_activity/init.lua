@@ -26,5 +26,6 @@ aa.webhook_handler = forward("account_activity.webhook", "handler")
 aa.parse_events   = forward("account_activity.events", "parse")
 aa.router         = forward("account_activity.events", "router")
 aa.help           = forward("account_activity.docs", "help")
+aa.consumer       = forward("account_activity.consumer", "new")
 
 return aa

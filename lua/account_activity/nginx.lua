@@ -20,8 +20,19 @@
 --   async = true: answer, then dispatch in ngx.timer.at(0, ...). The request
 --     is done at once; handlers run in a timer context (no ngx.req/ngx.var,
 --     cosockets allowed), count against lua_max_pending_timers /
---     lua_max_running_timers, and are lost if the worker exits first. When no
---     timer can be created the dispatch falls back to the synchronous path.
+--     lua_max_running_timers, and are lost if the worker exits first. nginx
+--     drops a timer that fires while lua_max_running_timers are running (it
+--     only logs it), so no timer is asked for once running + pending ones
+--     reach opts.max_running_timers (default 256, nginx's default: set it to
+--     your lua_max_running_timers); then, and when no timer can be created,
+--     the events are dispatched in the request, logged, and on_error told.
+--   sink = {...}: verify, de-duplicate, persist to a Redis stream, and answer
+--     200 only once Redis has the delivery (503 otherwise, so X retries);
+--     the handlers run in account_activity.consumer, elsewhere. See
+--     account_activity.sink.redis.
+--   dedupe_dict = "name" (without a sink): a lua_shared_dict that drops a
+--     delivery seen before by any worker of this nginx (key: the signature,
+--     kept dedupe_ttl seconds, default 3600).
 -- Nothing here blocks: the body is read with ngx.req.read_body(), and a body
 -- nginx spooled to disk (larger than client_body_buffer_size) is read from
 -- its temporary file, which is a local file read.
@@ -29,7 +40,7 @@
 local webhook = require "account_activity.webhook"
 
 local ngx = ngx
-local type, pairs, setmetatable, tostring = type, pairs, setmetatable, tostring
+local type, pairs, setmetatable, tostring, pcall = type, pairs, setmetatable, tostring, pcall
 local io_open = io.open
 
 local M = {}
@@ -46,6 +57,10 @@ local function ngx_log(level, msg)
   ngx.log(LEVELS[level] or ngx.NOTICE, "account_activity.webhook: ", msg)
 end
 
+-- With a sink the handlers run in the consumer: the Webhook only answers CRCs
+-- and checks signatures, and needs no router of its own.
+local NO_ROUTER = { dispatch = function() return 0 end }
+
 local function build(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'serve' (options table expected, got " .. type(opts) .. ")", 3)
@@ -53,8 +68,23 @@ local function build(opts)
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   if o.log == nil then o.log = ngx_log end
-  o.async = nil
+  o.async, o.sink, o.dedupe_dict, o.dedupe_ttl, o.max_running_timers = nil, nil, nil, nil, nil
+  local sink
+  if opts.sink ~= nil then
+    sink = require("account_activity.sink.redis").new(opts.sink)
+    if o.router == nil and o.on_event == nil then o.router = NO_ROUTER end
+  end
+  local dict
+  if opts.dedupe_dict ~= nil then
+    dict = type(opts.dedupe_dict) == "string" and ngx.shared[opts.dedupe_dict]
+    if not dict then
+      error("bad argument 'dedupe_dict' to 'serve' (the name of a lua_shared_dict expected, got "
+        .. tostring(opts.dedupe_dict) .. ")", 3)
+    end
+  end
   local wh = webhook.new(o, "serve")
+  wh._sink, wh._dedupe_dict, wh._dedupe_ttl = sink, dict, opts.dedupe_ttl or 3600
+  wh._max_timers = opts.max_running_timers or 256
   cache[opts] = wh
   return wh
 end
@@ -111,6 +141,73 @@ local function sig_headers(wh)
   return h
 end
 
+-- The signature that verified (the de-duplication key).
+local function signature_of(h)
+  return h["x-twitter-webhooks-signature"] or h["x-twitter-webhooks-signature-oauth2"]
+end
+
+-- Redis failures, in the log at most once a second per worker (with how many were not).
+local last_sink_log, unlogged = -1, 0
+
+local function sink_failed(wh, err)
+  local now = ngx.now()
+  if now - last_sink_log >= 1 then
+    wh:_log("error", "delivery not persisted, answered 503: " .. tostring(err)
+      .. (unlogged > 0 and (" (and " .. unlogged .. " more since the last line)") or ""))
+    last_sink_log, unlogged = now, 0
+  else
+    unlogged = unlogged + 1
+  end
+end
+
+local ANSWER_OK = { status = 200, headers = {}, body = "" }
+local ANSWER_DOWN = { status = 503, headers = { ["Content-Type"] = "text/plain" }, body = "try again later\n" }
+local ANSWER_FORGED = { status = 401, headers = { ["Content-Type"] = "text/plain" }, body = "invalid signature\n" }
+
+-- read body -> verify -> de-duplicate + persist (one round trip) -> answer.
+local function serve_sink(wh, body)
+  local h = sig_headers(wh)
+  if not wh.insecure then
+    local ok, reason = wh:_verify_any(h, body)
+    if not ok then
+      wh:_log("warn", "POST refused: " .. reason)
+      return send(ANSWER_FORGED)
+    end
+  end
+  local sig = signature_of(h) or ("unsigned:" .. ngx.md5(body))
+  local stored, err = wh._sink:store(body, sig, ngx.req.start_time())
+  if not stored then
+    sink_failed(wh, err)
+    return send(ANSWER_DOWN)
+  end
+  return send(ANSWER_OK)
+end
+
+-- true when another worker (or this one) took this delivery already.
+local function seen_in_dict(wh)
+  local sig = signature_of(request.headers)
+  if not sig then return false end
+  local ok, err = wh._dedupe_dict:add(sig, true, wh._dedupe_ttl)
+  if ok then return false end
+  if err == "exists" then return true end
+  wh:_log("warn", "dedupe_dict: " .. tostring(err) .. "; dispatching without the check")
+  return false
+end
+
+-- No timer to be had: the events are dispatched here, and nobody is left
+-- guessing (nginx would only log a dropped timer, never run it).
+local function dispatch_inline(wh, list, why)
+  wh:_log("warn", why .. "; dispatching " .. #list .. " event(s) in the request")
+  local on_error = wh._on_error
+  if on_error then
+    for i = 1, #list do
+      local ok, e = pcall(on_error, "async dispatch fell back to the request: " .. why, list[i])
+      if not ok then wh:_log("error", "on_error raised: " .. tostring(e)) end
+    end
+  end
+  wh:dispatch(list)
+end
+
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only table", 2) end })
 
 --- serve(opts): answer the current request (CRC GET or event POST).
@@ -126,6 +223,7 @@ function M.serve(opts)
       wh:_log("error", err)
       return ngx.exit(500)
     end
+    if wh._sink then return serve_sink(wh, body) end
   end
   -- The handler reads crc_token from raw_query itself (keeping a literal
   -- '+'), so the decoded query table is not needed.
@@ -138,11 +236,16 @@ function M.serve(opts)
   request.body = nil -- no reference to a large body past this request
   send(res)
   if not list then return end
+  if wh._dedupe_dict and seen_in_dict(wh) then return end
   ngx.eof()
   if opts.async then
-    local ok, terr = ngx.timer.at(0, timer_dispatch, wh, list)
+    local timer = ngx.timer
+    if timer.running_count() + timer.pending_count() >= wh._max_timers then
+      return dispatch_inline(wh, list, "max_running_timers (" .. wh._max_timers .. ") timers busy")
+    end
+    local ok, terr = timer.at(0, timer_dispatch, wh, list)
     if ok then return end
-    wh:_log("warn", "ngx.timer.at failed (" .. tostring(terr) .. "); dispatching in the request")
+    return dispatch_inline(wh, list, "ngx.timer.at failed (" .. tostring(terr) .. ")")
   end
   wh:dispatch(list)
 end

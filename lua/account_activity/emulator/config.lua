@@ -50,7 +50,9 @@ local DEFAULTS = {
   oauth = { timestamp_window = 300, check_nonce = true },
   rate_limits = { enforce = false, window = 900, limits = {} },
   replay = { strict = false, max_age_days = 5, v2_max_age_hours = 24, hold_ms = 0 },
-  delivery = { timeout_ms = 3000 },
+  -- X retries a delivery answered non-2xx, not at all, or after more than
+  -- 3 s: 3 s, 27 s and 242 s later (X-API.md 7.3); specs compress it.
+  delivery = { timeout_ms = 3000, retry_schedule = { 3, 27, 242 } },
   latency_ms = 0,
   log_max = 5000,
   events_max = 50000,

@@ -123,6 +123,10 @@ H["POST crc"] = function(body)
   return send(200, { results = util.array(results) })
 end
 
+H["GET deliveries"] = function()
+  return send(200, { entries = util.array(delivery.attempts(tonumber(ngx.var.arg_since))) })
+end
+
 H["GET log"] = function()
   local since = tonumber(ngx.var.arg_since)
   return send(200, { entries = util.array(state.log_entries(since)) })

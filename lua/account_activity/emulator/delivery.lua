@@ -27,6 +27,68 @@ function M.post(wh, body, cfg)
     ms = math.floor((res.time or 0) * 1000) }
 end
 
+-- ---------------------------------------------------------------- retries
+
+local DEFAULT_SCHEDULE = { 3, 27, 242 }
+
+-- The delivery log: one entry per attempt (kept apart from the request log,
+-- which holds requests the emulator received).
+local function log_attempt(wh, r)
+  local cfg = state.config()
+  local n = state.incr("seq:dlog")
+  state.set_json("dlog:" .. n, { n = n, t = ngx.now(), webhook_id = wh.id, url = wh.url,
+    attempt = r.attempt, ok = r.ok, status = r.status, error = r.error, ms = r.ms,
+    retry_in = r.retry_in, gave_up = r.gave_up, body_md5 = r.body_md5 })
+  local old = n - (cfg.log_max or 5000)
+  if old > 0 then state.dict():delete("dlog:" .. old) end
+end
+
+--- Delivery attempts logged after `since` (their `n`), oldest first.
+function M.attempts(since)
+  local last = state.dict():get("seq:dlog") or 0
+  local first = math.max((since or 0) + 1, last - (state.config().log_max or 5000) + 1, 1)
+  local out = {}
+  for n = first, last do
+    local e = state.get_json("dlog:" .. n)
+    if e then out[#out + 1] = e end
+  end
+  return out
+end
+
+local attempt
+
+local function retry_timer(premature, wh_id, body, n, cfg)
+  local wh = state.webhook(wh_id)
+  if premature or not wh then
+    log_attempt(wh or { id = wh_id }, { attempt = n, ok = false, gave_up = true,
+      error = premature and "emulator exiting: retry not sent" or "webhook deleted: retry not sent" })
+    return
+  end
+  attempt(wh, body, cfg, n)
+end
+
+-- One attempt (the n-th) of a live delivery; a failure schedules the next
+-- on cfg.delivery.retry_schedule, the last one gives up.
+attempt = function(wh, body, cfg, n)
+  local r = M.post(wh, body, cfg)
+  r.attempt = n
+  r.body_md5 = ngx.md5(body) -- ties the attempts of one delivery together
+  if not r.ok then
+    local schedule = (cfg.delivery and cfg.delivery.retry_schedule) or DEFAULT_SCHEDULE
+    local delay = tonumber(schedule[n])
+    if delay then
+      local ok, err = ngx.timer.at(delay, retry_timer, wh.id, body, n + 1, cfg)
+      if ok then r.retry_in = delay
+      else r.gave_up, r.error = true, (r.error or ("HTTP " .. tostring(r.status))) .. "; no timer for the retry: " .. tostring(err) end
+    else
+      r.gave_up = true
+    end
+  end
+  log_attempt(wh, r)
+  return r
+end
+M.attempt = attempt
+
 --- Build `count` events of `type` for `user_id` and the valid webhooks the
 -- user is subscribed to. Returns plan | nil, err.
 function M.plan(spec, cfg)
@@ -67,8 +129,7 @@ function M.run(plan, cfg)
   for _, body in ipairs(plan.bodies) do
     for _, wh in ipairs(plan.targets) do
       state.record_event { t = plan.t, webhook_id = wh.id, user_id = plan.user.user_id, body = body }
-      local r = M.post(wh, body, cfg)
-      reports[#reports + 1] = r
+      reports[#reports + 1] = attempt(wh, body, cfg, 1)
     end
   end
   if plan.revoke then

@@ -32,6 +32,9 @@ function M.nginx_http(port, opts)
   return table.concat({
     "lua_shared_dict aa_emulator " .. (opts.dict_size or "64m") .. ";",
     "lua_socket_log_errors off;",
+    -- every failed delivery waits for its retry in a timer
+    "lua_max_pending_timers 16384;",
+    "lua_max_running_timers 4096;",
     ca and "lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;" or "",
     "lua_ssl_verify_depth 5;",
     ('init_by_lua_block { require("account_activity.emulator.server").init("%s", "%s") }')

@@ -1,0 +1,313 @@
+--- The one small Redis client the durable hand-off uses.
+--
+--   local redis = require "account_activity.redis"
+--   local conn = assert(redis.connect { host = "127.0.0.1", port = 6379, timeout_ms = 500 })
+--   conn:command { "XADD", "s", "*", "k", "v" }            -> reply | nil, err
+--   conn:pipeline { { "INCR", "a" }, { "GET", "a" } }      -> { replies } | nil, err
+--   conn:script(LUA_SOURCE, { key... }, { arg... })        -> reply | nil, err
+--   conn:close()     -- inside nginx: back to the keep-alive pool
+--
+-- Two implementations behind it, chosen once per connect: inside nginx a
+-- cosocket (the worker never blocks) with the C core's hiredis reader as the
+-- parser; elsewhere the C core's hiredis connection. Nothing above knows which.
+--
+-- Replies: string, integer, { ok = "OK" } for a status, redis.null for nil,
+-- arrays as tables; an error reply is `nil, err` (kind "redis") for a command
+-- and `{ err = "..." }` in a pipeline's list. Run-time failures are `nil, err`
+-- with kind "network", "timeout" or "auth"; a failed connection is dropped
+-- and the next call connects again.
+-- luacheck: globals ngx
+local core = require "account_activity.core"
+local errors = require "account_activity.errors"
+
+local type, pairs, setmetatable, getmetatable, tostring, error = type, pairs, setmetatable, getmetatable, tostring, error
+local format, sub = string.format, string.sub
+local concat = table.concat
+local ngx = rawget(_G, "ngx")
+
+local M = {}
+
+--- redis.null: the nil reply (a NULL light userdata, equal to cjson.null and ngx.null).
+M.null = core.redis_null
+
+local function redis_error(kind, msg)
+  return errors.make(kind or "network", msg)
+end
+
+-- Options already checked (redis.options): connect() takes them as they are.
+local CHECKED = {}
+
+local function check_opts(opts, fname)
+  if getmetatable(opts) == CHECKED then return opts end
+  if type(opts) ~= "table" then
+    error(format("bad argument #1 to '%s' (options table expected, got %s)", fname, type(opts)), 3)
+  end
+  local o = { host = opts.host or "127.0.0.1", port = opts.port or 6379, db = opts.db or 0,
+    password = opts.password, timeout_ms = opts.timeout_ms or 1000,
+    keepalive_ms = opts.keepalive_ms or 60000, pool_size = opts.pool_size or 64 }
+  if type(o.host) ~= "string" or o.host == "" then
+    error(format("bad argument 'host' to '%s' (string expected, got %s)", fname, type(o.host)), 3)
+  end
+  for _, k in pairs { "port", "db", "timeout_ms", "keepalive_ms", "pool_size" } do
+    if type(o[k]) ~= "number" then
+      error(format("bad argument '%s' to '%s' (number expected, got %s)", k, fname, type(o[k])), 3)
+    end
+  end
+  if o.password ~= nil and type(o.password) ~= "string" then
+    error(format("bad argument 'password' to '%s' (string expected, got %s)", fname, type(o.password)), 3)
+  end
+  return setmetatable(o, CHECKED)
+end
+
+--- redis.options(opts[, fname]) -> the options checked once, for a caller that connects per request.
+function M.options(opts, fname)
+  return check_opts(opts, fname or "options")
+end
+
+-- Script sources -> SHA1 as Redis knows them (SCRIPT LOAD's answer), per process.
+local shas = {}
+
+-- EVALSHA, and EVAL when the server does not know the script (a restart, a
+-- SCRIPT FLUSH, a new server behind the same address).
+local function script(self, src, keys, args)
+  local nkeys = keys and #keys or 0
+  local argv = { "EVALSHA", shas[src] or "", nkeys }
+  for i = 1, nkeys do argv[#argv + 1] = keys[i] end
+  if args then for i = 1, #args do argv[#argv + 1] = args[i] end end
+  if shas[src] then
+    local r, err = self:command(argv)
+    if r ~= nil or err.kind ~= "redis" or sub(err.message, 1, 8) ~= "NOSCRIPT" then return r, err end
+  end
+  local sha, err = self:command { "SCRIPT", "LOAD", src }
+  if not sha then return nil, err end
+  shas[src] = sha
+  argv[2] = sha
+  return self:command(argv)
+end
+
+---------------------------------------------------------------------------
+-- The C core's connection (scripts: Lua 5.4, LuaJIT)
+
+local CConn = {}
+CConn.__index = CConn
+CConn.script = script
+
+local function c_connect(o)
+  local c, msg, kind = core.redis_connect { host = o.host, port = o.port, db = o.db,
+    password = o.password, timeout_ms = o.timeout_ms }
+  if not c then return nil, redis_error(kind, msg) end
+  return c
+end
+
+function CConn:_conn()
+  local c = self._c
+  if c then return c end
+  local err
+  c, err = c_connect(self._opts)
+  if not c then return nil, err end
+  if self._timeout then c:timeout(self._timeout) end
+  self._c = c
+  return c
+end
+
+local function c_result(self, r, msg, kind)
+  if r ~= nil then return r end
+  if kind ~= "redis" then self._c = nil end -- the core dropped it: reconnect next time
+  return nil, redis_error(kind, msg)
+end
+
+function CConn:command(argv)
+  local c, err = self:_conn()
+  if not c then return nil, err end
+  return c_result(self, c:command(argv))
+end
+
+function CConn:pipeline(cmds)
+  local c, err = self:_conn()
+  if not c then return nil, err end
+  return c_result(self, c:pipeline(cmds))
+end
+
+--- conn:timeout(ms): deadline of later reads (a blocking XREADGROUP needs more than BLOCK).
+function CConn:timeout(ms)
+  self._timeout = ms
+  if self._c then self._c:timeout(ms) end
+  return self
+end
+
+function CConn:close()
+  if self._c then self._c:close() end
+  self._c = nil
+end
+
+function CConn:__tostring()
+  local o = self._opts
+  return format("account_activity.redis(%s:%d db %d, hiredis, %s)", o.host, o.port, o.db,
+    self._c and "open" or "closed")
+end
+CConn.__close = CConn.close
+CConn.__gc = CConn.close
+
+---------------------------------------------------------------------------
+-- Cosockets (inside nginx)
+
+local NConn = {}
+NConn.__index = NConn
+NConn.script = script
+
+-- Readers are reused: a worker runs many requests at once (each yields on
+-- its socket), so each connection takes its own from this free list.
+local free_readers = {}
+
+local function take_reader()
+  local n = #free_readers
+  if n > 0 then
+    local r = free_readers[n]
+    free_readers[n] = nil
+    return r
+  end
+  return core.redis_reader()
+end
+
+local redis_format = core.redis_format
+
+-- Sends the bytes, reads `count` replies. Returns the replies (one, or a
+-- list when as_list) or nil, err; on failure the socket is closed.
+local function roundtrip(self, bytes, count, as_list)
+  local sock = self._sock
+  if not sock then return nil, redis_error("network", "the connection is closed") end
+  local _, err = sock:send(bytes)
+  local reader = self._reader
+  local out = as_list and {} or nil
+  local got = 0
+  while not err and got < count do
+    local reply, perr = reader:get()
+    if reply == false then
+      local data
+      data, err = sock:receiveany(65536)
+      if data then reader:feed(data) end
+    elseif reply == nil then
+      err = perr
+    else
+      got = got + 1
+      if as_list then out[got] = reply else out = reply end
+    end
+  end
+  if err then
+    sock:close()
+    self._sock = nil
+    local o = self._opts
+    local kind = err == "timeout" and "timeout" or "network"
+    return nil, redis_error(kind, format("redis %s:%d: %s", o.host, o.port,
+      kind == "timeout" and "no answer within " .. o.timeout_ms .. " ms" or tostring(err)))
+  end
+  return out
+end
+
+function NConn:command(argv)
+  local r, err = roundtrip(self, redis_format(argv), 1, false)
+  if r == nil then return nil, err end
+  if type(r) == "table" and r.err then return nil, redis_error("redis", r.err) end
+  return r
+end
+
+function NConn:pipeline(cmds)
+  local parts = {}
+  for i = 1, #cmds do parts[i] = redis_format(cmds[i]) end
+  return roundtrip(self, concat(parts), #cmds, true)
+end
+
+function NConn:timeout(ms)
+  if self._sock then self._sock:settimeouts(ms, ms, ms) end
+  return self
+end
+
+--- Back to the pool when the connection is sound, else closed.
+function NConn:close()
+  local sock = self._sock
+  if sock then
+    local o = self._opts
+    local ok = sock:setkeepalive(o.keepalive_ms, o.pool_size)
+    if not ok then sock:close() end
+    self._sock = nil
+  end
+  local r = self._reader
+  if r then
+    free_readers[#free_readers + 1] = r
+    self._reader = nil
+  end
+end
+
+function NConn:__tostring()
+  local o = self._opts
+  return format("account_activity.redis(%s:%d db %d, cosocket, %s)", o.host, o.port, o.db,
+    self._sock and "open" or "closed")
+end
+
+local function ngx_connect(o)
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(o.timeout_ms, o.timeout_ms, o.timeout_ms)
+  -- One pool per server and database: a pooled connection has run SELECT.
+  local ok, err = sock:connect(o.host, o.port, { pool = format("aa-redis:%s:%d:%d%s", o.host, o.port, o.db,
+    o.password and ":auth" or "") })
+  if not ok then
+    return nil, redis_error(err == "timeout" and "timeout" or "network",
+      format("redis %s:%d: cannot connect: %s", o.host, o.port, tostring(err)))
+  end
+  local self = setmetatable({ _sock = sock, _opts = o, _reader = take_reader() }, NConn)
+  if sock:getreusedtimes() == 0 then
+    if o.password then
+      local _, aerr = self:command { "AUTH", o.password }
+      if aerr then
+        if aerr.kind == "redis" then aerr.kind = "auth" end
+        self._sock:close()
+        self._sock = nil
+        return nil, aerr
+      end
+    end
+    if o.db ~= 0 then
+      local _, serr = self:command { "SELECT", o.db }
+      if serr then
+        if self._sock then self._sock:close() end
+        self._sock = nil
+        return nil, serr
+      end
+    end
+  end
+  return self
+end
+
+---------------------------------------------------------------------------
+
+-- Cosockets exist in nginx's request, timer and ssl phases; not in init.
+local function cosockets()
+  if not ngx or not ngx.socket then return false end
+  local phase = ngx.get_phase()
+  return phase ~= "init" and phase ~= "init_worker" and phase ~= "log"
+    and phase ~= "header_filter" and phase ~= "body_filter" and phase ~= "set"
+end
+
+--- redis.connect(opts) -> conn | nil, err
+-- opts: host ("127.0.0.1"), port (6379), password, db (0), timeout_ms (1000:
+-- connect, each write, each read), keepalive_ms and pool_size (nginx's pool).
+function M.connect(opts)
+  local o = check_opts(opts, "connect")
+  if cosockets() then return ngx_connect(o) end
+  local c, err = c_connect(o)
+  if not c then return nil, err end
+  return setmetatable({ _c = c, _opts = o }, CConn)
+end
+
+--- "host:port", "[v6]:port" or "host" (port 6379) -> host, port; nil when malformed (the CLI's --redis).
+function M.parse_address(s)
+  s = tostring(s)
+  local host, port = s:match("^%[([^%]]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([^:]+):(%d+)$") end
+  if not host then
+    if s == "" or s:find(":", 1, true) then return nil end
+    host, port = s, 6379
+  end
+  return host, tonumber(port)
+end
+
+return M

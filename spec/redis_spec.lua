@@ -1,0 +1,200 @@
+-- The Redis client (account_activity.redis) against a real redis-server:
+-- the C core's hiredis connection in this interpreter, and the cosocket
+-- implementation (hiredis's reader) inside nginx.
+local core = require "account_activity.core"
+local redis = require "account_activity.redis"
+local redis_helper = require "redis_helper"
+local nginx_process = require "account_activity.nginx_process"
+local cjson = require "cjson"
+
+describe("redis client", function()
+  local srv
+
+  setup(function()
+    local err
+    srv, err = redis_helper.start()
+    assert(srv, err)
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  describe("C core (hiredis)", function()
+    it("maps every reply type", function()
+      local c = assert(redis.connect { port = srv.port })
+      assert.are.same({ ok = "OK" }, c:command { "SET", "k1", "v1" })
+      assert.are.equal("v1", c:command { "GET", "k1" })
+      assert.are.equal(redis.null, c:command { "GET", "missing" })
+      assert.are.equal(3, c:command { "RPUSH", "l1", "a", 2, "c" })
+      assert.are.same({ "a", "2", "c" }, c:command { "LRANGE", "l1", 0, -1 })
+      local r, err = c:command { "INCR", "l1" }
+      assert.is_nil(r)
+      assert.are.equal("redis", err.kind)
+      assert.matches("WRONGTYPE", err.message)
+      -- the connection is still usable after an error reply
+      assert.are.equal("v1", c:command { "GET", "k1" })
+      c:close()
+      assert.matches("closed", tostring(c))
+    end)
+
+    it("pipelines in one round trip, error replies in place", function()
+      local c = assert(redis.connect { port = srv.port })
+      local replies = assert(c:pipeline { { "SET", "p", "1" }, { "INCR", "p" }, { "INCR", "l1" }, { "GET", "p" } })
+      assert.are.same({ ok = "OK" }, replies[1])
+      assert.are.equal(2, replies[2])
+      assert.matches("WRONGTYPE", replies[3].err)
+      assert.are.equal("2", replies[4])
+      c:close()
+    end)
+
+    it("binary-safe values", function()
+      local c = assert(redis.connect { port = srv.port })
+      local blob = "a\0b\r\n$3\r\n" .. ("x"):rep(100000)
+      c:command { "SET", "bin", blob }
+      assert.are.equal(blob, c:command { "GET", "bin" })
+      c:close()
+    end)
+
+    it("runs a script by EVALSHA, falling back to EVAL after SCRIPT FLUSH", function()
+      local c = assert(redis.connect { port = srv.port })
+      local src = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+      assert.are.equal(5, c:script(src, { "sc" }, { 5 }))
+      assert.are.equal(10, c:script(src, { "sc" }, { 5 }))
+      c:command { "SCRIPT", "FLUSH" }
+      assert.are.equal(15, c:script(src, { "sc" }, { 5 }))
+      c:close()
+    end)
+
+    it("gives up a read at its deadline, then reconnects", function()
+      local c = assert(redis.connect { port = srv.port, timeout_ms = 200 })
+      local t0 = core.now()
+      local r, err = c:command { "BLPOP", "nothing-here", 5 }
+      assert.is_nil(r)
+      assert.are.equal("timeout", err.kind)
+      assert.is_true(core.now() - t0 < 2)
+      assert.are.same({ ok = "PONG" }, c:command { "PING" })
+      c:close()
+    end)
+
+    it("reports a refused connection as nil, err(network)", function()
+      local r, err = redis.connect { port = 1 }
+      assert.is_nil(r)
+      assert.are.equal("network", err.kind)
+    end)
+
+    it("authenticates, and never shows the password", function()
+      local pw = "s3cret-redis-password-xyz"
+      srv:cmd("CONFIG", "SET", "requirepass", pw)
+      local ok, perr = pcall(function()
+        local c = assert(redis.connect { port = srv.port, password = pw, db = 2 })
+        assert.are.same({ ok = "OK" }, c:command { "SET", "in2", "yes" })
+        assert.is_nil(tostring(c):find(pw, 1, true))
+        c:close()
+        local bad, err = redis.connect { port = srv.port, password = "wrong" }
+        assert.is_nil(bad)
+        assert.are.equal("auth", err.kind)
+        assert.is_nil(tostring(err):find("wrong", 1, true))
+        local raw = assert(core.redis_connect { port = srv.port, password = pw })
+        assert.is_nil(tostring(raw):find(pw, 1, true))
+        raw:close()
+      end)
+      local c = assert(core.redis_connect { port = srv.port, password = pw })
+      c:command { "CONFIG", "SET", "requirepass", "" }
+      c:close()
+      assert(ok, perr)
+    end)
+
+    it("raises on bad arguments, naming them", function()
+      assert.has_error(function() core.redis_connect { port = "x" } end,
+        "bad argument 'port' to 'redis_connect' (number expected, got string)")
+      local c = assert(redis.connect { port = srv.port })
+      assert.has_error(function() c:command "PING" end,
+        "bad argument 'argv' to 'command' (table expected, got string)")
+      assert.has_error(function() c:command { "SET", {} } end)
+      assert.has_error(function() redis.connect { port = srv.port, password = 5 } end,
+        "bad argument 'password' to 'connect' (string expected, got number)")
+      c:close()
+    end)
+  end)
+
+  describe("reader and format", function()
+    it("reads replies fed one byte at a time", function()
+      local bytes = "+OK\r\n$5\r\nhe\r\nl\r\n*3\r\n:7\r\n$-1\r\n-ERR bad\r\n"
+      local r = core.redis_reader()
+      local got = {}
+      for i = 1, #bytes do
+        r:feed(bytes:sub(i, i))
+        local v = r:get()
+        if v ~= false then got[#got + 1] = v end
+      end
+      assert.are.same({ { ok = "OK" }, "he\r\nl", { 7, core.redis_null, { err = "ERR bad" } } }, got)
+      assert.is_false(r:get())
+    end)
+
+    it("refuses a protocol error", function()
+      local r = core.redis_reader()
+      r:feed("?what\r\n")
+      local v, err = r:get()
+      assert.is_nil(v)
+      assert.matches("protocol error", err)
+    end)
+
+    it("formats RESP", function()
+      assert.are.equal("*2\r\n$3\r\nGET\r\n$2\r\na\0\r\n", core.redis_format { "GET", "a\0" })
+    end)
+  end)
+
+  describe("cosockets inside nginx", function()
+    local server, session
+    setup(function()
+      local err
+      server, err = nginx_process.start { http = function(ports)
+        return ([[
+  server {
+    listen 127.0.0.1:%d;
+    location = /t {
+      content_by_lua_block {
+        local redis = require "account_activity.redis"
+        local cjson = require "cjson"
+        local out = {}
+        local c, err = redis.connect { port = %d, timeout_ms = 300 }
+        if not c then ngx.say(cjson.encode { err = tostring(err) }) return end
+        out.kind = tostring(c):match("cosocket") or "?"
+        out.set = c:command { "SET", "ng", ngx.var.arg_v }
+        out.get = c:command { "GET", "ng" }
+        out.null = c:command { "GET", "nothing" } == ngx.null
+        out.pipe = c:pipeline { { "INCR", "ngc" }, { "INCR", "l1" }, { "GET", "ng" } }
+        out.script = c:script("return ARGV[1] .. ARGV[1]", {}, { "ab" })
+        local _, terr = c:command { "BLPOP", "nothing-here", 5 }
+        out.timeout = terr and terr.kind
+        c:close()
+        local c2 = redis.connect { port = %d, timeout_ms = 300 }
+        out.after = c2:command { "GET", "ng" }
+        c2:close()
+        local c3 = redis.connect { port = 1, timeout_ms = 300 }
+        out.refused = c3 == nil
+        ngx.say(cjson.encode(out))
+      }
+    }
+  }
+]]):format(ports[1], srv.port, srv.port)
+      end }
+      assert(server, err)
+      session = core.session { timeout = 10 }
+    end)
+    teardown(function()
+      if session then session:close() end
+      if server then server:stop() end
+    end)
+
+    it("speaks Redis through a cosocket and hiredis's reader", function()
+      local res = assert(session:request { method = "GET", url = server.url .. "/t?v=hello" })
+      assert.are.equal(200, res.status, server:error_log())
+      local out = cjson.decode(res.body)
+      assert.are.same({ kind = "cosocket", set = { ok = "OK" }, get = "hello", null = true,
+        pipe = { 1, { err = "WRONGTYPE Operation against a key holding the wrong kind of value" }, "hello" },
+        script = "abab", timeout = "timeout", after = "hello", refused = true }, out)
+    end)
+  end)
+end)

@@ -1,0 +1,145 @@
+-- serve{ sink = ... } inside a real nginx with a real redis-server: a
+-- signed delivery is in the stream before the 200; repeats, forgeries and an
+-- unreachable or slow Redis never give a 200 for something not persisted.
+local nginx_process = require "account_activity.nginx_process"
+local core = require "account_activity.core"
+local webhook = require "account_activity.webhook"
+local redis_helper = require "redis_helper"
+local cjson = require "cjson"
+
+local SECRET = "sink-spec-consumer-secret-0123456789abcdef"
+local TOKEN = "ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh"
+
+local function sign(body)
+  return "sha256=" .. core.base64_encode(core.hmac_sha256(SECRET, body))
+end
+
+-- XRANGE's entries -> { id, fields = {name = value} }
+local function entries(srv, stream)
+  local out = {}
+  for _, e in ipairs(srv:cmd("XRANGE", stream, "-", "+")) do
+    local f = {}
+    for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+    out[#out + 1] = { id = e[1], fields = f }
+  end
+  return out
+end
+
+describe("serve with a Redis sink", function()
+  local srv, server, session
+
+  setup(function()
+    local err
+    srv, err = redis_helper.start()
+    assert(srv, err)
+    server, err = nginx_process.start { workers = 2, http = function(ports)
+      return ([[
+  init_by_lua_block {
+    package.loaded.sink_spec_opts = { consumer_secret = %q,
+      sink = { redis = { host = "127.0.0.1", port = %d, timeout_ms = 300 },
+               stream = "aa:events", maxlen = 1000, dedupe_ttl = 60 } }
+  }
+  server {
+    listen 127.0.0.1:%d;
+    location = /webhook {
+      content_by_lua_block { require("account_activity.nginx").serve(package.loaded.sink_spec_opts) }
+    }
+  }
+]]):format(SECRET, srv.port, ports[1])
+    end }
+    assert(server, err)
+    session = core.session { timeout = 10 }
+  end)
+
+  teardown(function()
+    if session then session:close() end
+    if server then server:stop() end
+    if srv then srv:stop() end
+  end)
+
+  before_each(function()
+    if srv:alive() then srv:cmd("FLUSHALL") end
+  end)
+
+  local function post(body, sig)
+    local res, err = session:request { method = "POST", url = server.url .. "/webhook",
+      headers = { ["Content-Type"] = "application/json", ["X-Twitter-Webhooks-Signature"] = sig or sign(body) },
+      body = body }
+    assert(res, err and err.message)
+    return res
+  end
+
+  it("persists a signed delivery, raw, before answering 200", function()
+    local body = '{"for_user_id":"2244994945","favorite_events":[{"id":"e1"}]}'
+    assert.are.equal(200, post(body).status)
+    local list = entries(srv, "aa:events")
+    assert.are.equal(1, #list)
+    local f = list[1].fields
+    assert.are.equal(body, f.body)
+    assert.are.equal(sign(body), f.sig)
+    assert.are.equal("aaa", f.api)
+    assert.is_true(math.abs(tonumber(f.received_at) - os.time()) < 60)
+  end)
+
+  it("stores a repeat once (across both workers), refuses a forgery", function()
+    local body = '{"for_user_id":"1","favorite_events":[{"id":"rep"}]}'
+    for _ = 1, 10 do assert.are.equal(200, post(body).status) end
+    assert.are.equal(401, post(body, sign(body .. "x")).status)
+    assert.are.equal(401, post(body:gsub("rep", "evil"), sign(body)).status)
+    assert.are.equal(1, #entries(srv, "aa:events"))
+    assert.are.equal(1, srv:cmd("EXISTS", "aa:events:seen:" .. sign(body)))
+    assert.is_true(srv:cmd("TTL", "aa:events:seen:" .. sign(body)) <= 60)
+  end)
+
+  it("tags XA API deliveries and does not decode on the way in", function()
+    local xaa = '{"data":{"event_type":"profile.update.bio","payload":{}}}'
+    assert.are.equal(200, post(xaa).status)
+    assert.are.equal(200, post("not json at all").status)
+    local list = entries(srv, "aa:events")
+    assert.are.equal("xaa", list[1].fields.api)
+    assert.are.equal("not json at all", list[2].fields.body)
+  end)
+
+  it("still answers the CRC", function()
+    local res = assert(session:request { method = "GET", url = server.url .. "/webhook?crc_token=" .. TOKEN })
+    assert.are.equal(200, res.status)
+    assert.are.equal(webhook.crc_response(SECRET, TOKEN), cjson.decode(res.body).response_token)
+  end)
+
+  it("answers 503 when Redis is slower than timeout_ms; X's retry is then stored once", function()
+    local body = '{"for_user_id":"1","favorite_events":[{"id":"slow"}]}'
+    local pauser = assert(srv:connect())
+    assert(pauser:command { "CLIENT", "PAUSE", 1500, "ALL" })
+    local t0 = core.now()
+    local res = post(body)
+    local took = core.now() - t0
+    pauser:close()
+    assert.are.equal(503, res.status)
+    assert.is_true(took < 1.2, "took " .. took .. " s")
+    core.sleep(math.max(0, 1.6 - took)) -- the pause ends
+    -- Whether Redis ran the timed-out script or not, the retry finds one entry.
+    assert.are.equal(200, post(body).status)
+    assert.are.equal(200, post(body).status)
+    assert.are.equal(1, #entries(srv, "aa:events"))
+  end)
+
+  it("answers 503 while Redis is down, logging at most once a second; 200 once it is back", function()
+    srv:kill("TERM")
+    local before = select(2, server:error_log():gsub("not persisted", ""))
+    local t0 = core.now()
+    local n503 = 0
+    for i = 1, 40 do
+      if post('{"for_user_id":"1","favorite_events":[{"id":"down' .. i .. '"}]}').status == 503 then
+        n503 = n503 + 1
+      end
+    end
+    local secs = core.now() - t0
+    assert.are.equal(40, n503)
+    local lines = select(2, server:error_log():gsub("not persisted", "")) - before
+    -- one line per worker per second at most
+    assert.is_true(lines >= 1 and lines <= 2 * (math.ceil(secs) + 1), lines .. " lines in " .. secs .. " s")
+    assert(srv:restart())
+    assert.are.equal(200, post('{"for_user_id":"1","favorite_events":[{"id":"back"}]}').status)
+    assert.are.equal(1, #entries(srv, "aa:events"))
+  end)
+end)
