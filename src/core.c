@@ -126,11 +126,53 @@ static int l_lock_tostring(lua_State *L) {
     return 1;
 }
 
+/* core.write_private(path, data) -> true | nil, err: a new file (O_EXCL),
+ * mode 0600 from its first byte (a token file must never be readable by
+ * others, not even between a write and a chmod), synced before it returns so
+ * a rename over the old file never leaves an empty one after a crash. */
+static int l_write_private(lua_State *L) {
+    size_t n, off = 0;
+    const char *path = luaL_checkstring(L, 1);
+    const char *data = luaL_checklstring(L, 2, &n);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) goto fail;
+    while (off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            goto fail_close;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) goto fail_close;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail_unlink;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+fail_close: {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+fail_unlink: {
+        int e = errno;
+        unlink(path);
+        errno = e;
+    }
+fail:
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
+    return 2;
+}
+
 static const luaL_Reg funcs[] = {
     {"version", l_version},
     {"sleep", l_sleep},
     {"now", l_now},
     {"flock", l_flock},
+    {"write_private", l_write_private},
     {NULL, NULL}};
 
 AA_EXPORT int luaopen_account_activity_core(lua_State *L) {

@@ -8,6 +8,8 @@ M.entries = {
   -- module functions
   { "new", "aa.new(opts)", "Build a client: consumer_key/secret required; access_token(_secret), bearer_token, api = \"enterprise\"|\"premium\"|\"v2\", env_name, base_url, timeout, connect_timeout, retries, max_wait, ca_file, ca_path, insecure, user_agent, transport, sleep, clock." },
   { "from_env", "aa.from_env([overrides])", "Build a client from TWITTER_CONSUMER_KEY, _SECRET, TWITTER_ACCESS_TOKEN(_SECRET), TWITTER_BEARER_TOKEN, TWITTER_WEBHOOK_ENV, TWITTER_API_BASE_URL." },
+  { "token_store.memory", "aa.token_store.memory()", "An OAuth 2.0 token store for one process (the client's default): get/put/delete/list/lock." },
+  { "token_store.file", "aa.token_store.file(path, {lock_timeout})", "An OAuth 2.0 token store in one JSON file (mode 0600, atomic rename), shared by processes; refreshes serialised with flock." },
   { "help", "aa.help([name or function])", "Print this list, or the doc line of one function (by name or by value)." },
   { "crc_response", "aa.crc_response(consumer_secret, crc_token)", "The CRC answer: \"sha256=\" .. base64(HMAC-SHA256(consumer_secret, crc_token))." },
   { "verify_signature", "aa.verify_signature(consumer_secret, raw_body, header_value)", "Constant-time check of x-twitter-webhooks-signature: true, or false and a reason." },
@@ -65,6 +67,7 @@ M.entries = {
   { "core.random_bytes", "core.random_bytes(n)", "n bytes (0..2^20) from OpenSSL's RAND_bytes, or nil and an error when the generator fails." },
   { "core.sha256", "core.sha256(s)", "SHA-256 of s (32 raw bytes): the PKCE S256 challenge hashes the verifier with it." },
   { "core.base64url_encode", "core.base64url_encode(s)", "base64url without padding (RFC 4648 section 5): PKCE verifiers and challenges." },
+  { "core.write_private", "core.write_private(path, data)", "Write data to a new file (must not exist) created mode 0600, fsynced -> true, or nil and an error." },
   { "core.flock", "core.flock(path, timeout)", "An exclusive flock on path (created 0600), waiting up to timeout s (default 10) -> lock with :unlock(), or nil and an error." },
   { "core.session", "core.session{timeout, connect_timeout, ca_file, ca_path, insecure, user_agent}", "A libcurl Session: keep-alive, HTTP/2, TLS verified by default." },
   { "session:request", "session:request{method, url, headers, body, timeout}", "One request -> {status, headers, body, http_version, time}, or nil and {kind, message, connect}." },
