@@ -60,6 +60,7 @@ describe("aa.help", function()
       if key:match("^core%.") then ok = core[key:sub(6)] ~= nil
       elseif key:match("^session:") then ok = s[key:sub(9)] ~= nil
       elseif key == "serve" then ok = require("account_activity.nginx").serve ~= nil
+      elseif key:match("^token_store%.") then ok = type(aa.token_store[key:sub(13)]) == "function"
       else
         local c = aa.new { consumer_key = "k", consumer_secret = "s" }
         ok = aa[key] ~= nil or c[key] ~= nil
