@@ -32,7 +32,7 @@ describe("aa.help", function()
 
   it("documents the workflows and the X Activity API methods", function()
     local undocumented_helpers = { user_id_of = true, parse_time = true, crc_check = true, replay_last = true }
-    for _, modname in ipairs { "account_activity.workflows", "account_activity.activity" } do
+    for _, modname in ipairs { "account_activity.workflows", "account_activity.activity", "account_activity.oauth2" } do
       for _, name in ipairs(public(require(modname))) do
         if not undocumented_helpers[name] then
           assert.is_string(docs.text(name), modname .. "." .. name .. " has no doc line")

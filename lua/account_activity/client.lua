@@ -77,6 +77,27 @@ local function check_id(fname, argname, v, level)
 end
 M.check_id = check_id
 
+-- An OAuth 2.0 user: { user_id, oauth2 = token table | true (the store's) }.
+local function check_oauth2(fname, argname, u, level)
+  local t = u.oauth2
+  if t == true then
+    if u.user_id == nil then
+      argerror(fname, argname .. ".user_id", "required with oauth2 = true (the token store is keyed by it)", level)
+    end
+  elseif type(t) == "table" then
+    if type(t.access_token) ~= "string" and type(t.refresh_token) ~= "string" then
+      argerror(fname, argname .. ".oauth2", "expected a token table {access_token, refresh_token, expires_at}", level)
+    end
+    for _, k in ipairs { "access_token", "refresh_token" } do
+      if type(t[k]) == "string" and t[k]:find("%c") then
+        argerror(fname, argname .. ".oauth2." .. k, "contains control characters", level)
+      end
+    end
+  else
+    argerror(fname, argname .. ".oauth2", "expected a token table or true, got " .. type(t), level)
+  end
+end
+
 -- need_id: the user's user_id is required, not only checked when present.
 local function check_user(fname, argname, u, level, need_id)
   level = (level or 1) + 1
@@ -84,6 +105,13 @@ local function check_user(fname, argname, u, level, need_id)
     argerror(fname, argname, "expected a user table {user_id, access_token, access_token_secret}, got "
       .. type(u), level)
   end
+  if u.oauth2 ~= nil and u.access_token == nil and u.access_token_secret == nil then
+    check_oauth2(fname, argname, u, level)
+    local id
+    if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
+    return { user_id = id, oauth2 = u.oauth2 }
+  end
+  if u.oauth2 ~= nil then check_oauth2(fname, argname, u, level) end
   if type(u.access_token) ~= "string" or u.access_token == "" then
     argerror(fname, argname .. ".access_token", "expected the user's access token string", level)
   end
@@ -95,9 +123,20 @@ local function check_user(fname, argname, u, level, need_id)
   end
   local id
   if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
-  return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret }
+  return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret,
+           oauth2 = u.oauth2 }
 end
 M.check_user = check_user
+
+-- A checked user that X must see through OAuth 1.0a: raise before sending
+-- when all it has is an OAuth 2.0 token.
+local function need_oauth1(fname, argname, user, level)
+  if user and user.access_token == nil and user.oauth2 ~= nil then
+    argerror(fname, argname, fname .. " takes only OAuth 1.0a user tokens at X (its spec lists no"
+      .. " OAuth2UserToken); this user has only an OAuth 2.0 token", (level or 1) + 1)
+  end
+end
+M.need_oauth1 = need_oauth1
 
 local function is_loopback(base_url)
   return base_url:match("^http://127%.0%.0%.1[:/]") ~= nil or base_url == "http://127.0.0.1"
@@ -274,7 +313,12 @@ function M.new(opts)
     access_token = opt_string(opts, "access_token"),
     access_token_secret = opt_string(opts, "access_token_secret"),
     bearer = opt_string(opts, "bearer_token"),
+    client_id = opt_string(opts, "client_id"),
+    client_secret = opt_string(opts, "client_secret"),
   }
+  if s.client_secret and not s.client_id then
+    argerror("new", "client_id", "client_secret needs its client_id", 2)
+  end
   if (s.access_token == nil) ~= (s.access_token_secret == nil) then
     argerror("new", s.access_token and "access_token_secret" or "access_token",
       "access_token and access_token_secret go together", 2)
@@ -328,6 +372,21 @@ function M.new(opts)
     user_agent = opts.user_agent or ("lua-account-activity/" .. version()),
     insecure = opts.insecure and true or false,
   }
+  if opts.authorize_url ~= nil then
+    local u = opt_string(opts, "authorize_url")
+    if not u:match("^https?://[^/?#%s]+") then
+      argerror("new", "authorize_url", "expected an http(s) URL, got " .. show(u), 2)
+    end
+    self.authorize_url = u
+  end
+  if opts.token_store ~= nil then
+    if not require("account_activity.token_store").is_store(opts.token_store) then
+      argerror("new", "token_store", "expected a store with get, put, delete, list and lock", 2)
+    end
+    self.token_store = opts.token_store
+  else
+    self.token_store = require("account_activity.token_store").memory()
+  end
   self.sleep = opts.sleep or default_sleep
   self.clock = opts.clock or default_clock
   local topts = {
@@ -359,6 +418,8 @@ function M.from_env(overrides)
     env_name = env "TWITTER_WEBHOOK_ENV",
     base_url = env "TWITTER_API_BASE_URL",
     api = env "TWITTER_API",
+    client_id = env "TWITTER_CLIENT_ID",
+    client_secret = env "TWITTER_CLIENT_SECRET",
   }
   if opts.api == nil and opts.env_name then opts.api = "premium" end
   if type(overrides) == "table" then
@@ -400,10 +461,15 @@ local IDEMPOTENT = { GET = true, PUT = true, DELETE = true, HEAD = true, OPTIONS
 
 function Client:_secret_values(extra)
   local s = secrets[self]
-  local list = { s.consumer_secret, s.access_token_secret, s.bearer, s.access_token, s.consumer_key }
+  local list = { s.consumer_secret, s.access_token_secret, s.bearer, s.access_token, s.consumer_key,
+                 s.client_secret }
   if extra then
     list[#list + 1] = extra.access_token
     list[#list + 1] = extra.access_token_secret
+    if type(extra.oauth2) == "table" then
+      list[#list + 1] = extra.oauth2.access_token
+      list[#list + 1] = extra.oauth2.refresh_token
+    end
   end
   return list
 end
@@ -412,15 +478,38 @@ function Client:_fail(err, call, attempts, history)
   err.attempts = attempts
   err.history = history
   err.endpoint = call.name
-  return nil, errors.scrub(err, self:_secret_values(call.user))
+  local list = self:_secret_values(call.user)
+  for _, v in ipairs(call.secrets or {}) do list[#list + 1] = v end
+  if call.oauth2_sent then list[#list + 1] = call.oauth2_sent end
+  return nil, errors.scrub(err, list)
 end
+
+function Client:_oauth2_client_id() return secrets[self].client_id end
 
 -- Headers and body for one attempt; fetches the bearer token when needed.
 function Client:_authorize(call, url, headers)
   local s = secrets[self]
   local auth = call.auth
   if auth == "user_or_app" then auth = s.access_token and "user" or "app" end
-  if auth == "app" then
+  if auth == "subscriber" and call.user.oauth2 ~= nil and (call.oauth2 or call.user.access_token == nil) then
+    -- X takes OAuth 2.0 here (or the user has nothing else: request() lets the caller decide)
+    auth = "oauth2_user"
+  end
+  if auth == "oauth2_user" then
+    local token, err = require("account_activity.auth").bearer_for(self, call.user, call.name)
+    if not token then return nil, err end
+    call.oauth2_sent = token
+    headers["Authorization"] = "Bearer " .. token
+  elseif auth == "oauth2_token" then
+    headers["Authorization"] = "Bearer " .. call.bearer
+  elseif auth == "oauth2_client" then
+    -- RFC 6749 2.3.1: a confidential client authenticates with Basic; a
+    -- public one names itself in the body.
+    if s.client_secret then
+      headers["Authorization"] = "Basic "
+        .. core().base64_encode(pe(s.client_id) .. ":" .. pe(s.client_secret))
+    end
+  elseif auth == "app" then
     local token, err = self:_bearer_for_call(call)
     if not token then return nil, err end
     headers["Authorization"] = "Bearer " .. token
@@ -488,6 +577,10 @@ function Client:_perform(call)
   if call.query and next(call.query) then
     url = url .. (call.path:find("?", 1, true) and "&" or "?") .. encode_pairs(call.query)
   end
+  if call.auth == "oauth2_client" and not secrets[self].client_secret then
+    call.form = call.form or {}
+    call.form.client_id = secrets[self].client_id
+  end
   local body, content_type
   if call.json ~= nil then
     body, content_type = call.json, "application/json"
@@ -498,7 +591,11 @@ function Client:_perform(call)
   local idempotent = IDEMPOTENT[call.method]
   local attempts, retried = 0, 0
   local history = {}
-  local refetched, reskewed = false, false
+  local refetched, reskewed, refreshed = false, false, false
+  -- Token-endpoint calls made while a batch runs go out at once instead of
+  -- yielding: they run under a token store lock another task may want.
+  local send = call.direct and self._unbatched_send or self.send
+  local sleep = call.direct and self._unbatched_sleep or self.sleep
 
   while true do
     attempts = attempts + 1
@@ -511,7 +608,7 @@ function Client:_perform(call)
                   timeout = call.timeout }
     local safe_req = { method = call.method, url = url }
 
-    local res, terr = self.send(req)
+    local res, terr = send(req)
     local err, retryable, wait
     if res then
       res.rate_limit = errors.rate_limit(res.headers)
@@ -543,7 +640,18 @@ function Client:_perform(call)
       end
       err = errors.from_response(res, safe_req, decoded or nil)
       history[#history + 1] = { status = status, code = err.code, kind = err.kind }
-      if err.code == 89 and auth_used == "app" and not refetched then
+      if status == 401 and auth_used == "oauth2_user" and not refreshed then
+        -- Revoked, expired early, or rotated by another process: refresh
+        -- once (or take the other process's token) and try again.
+        refreshed = true
+        local ok, rerr = require("account_activity.auth").after_401(self, call.user, call.oauth2_sent, call.name)
+        if not ok then
+          rerr.status = rerr.status or status
+          return self:_fail(rerr, call, attempts, history)
+        end
+        retryable, wait = true, 0
+        retried = retried - 1
+      elseif err.code == 89 and auth_used == "app" and not refetched then
         -- The cached bearer was invalidated elsewhere: fetch a fresh one once.
         refetched = true
         secrets[self].bearer = nil
@@ -580,7 +688,7 @@ function Client:_perform(call)
     retried = retried + 1
     if wait == nil then wait = self:_backoff(retried) end
     history[#history].wait = wait
-    if wait > 0 then self.sleep(wait) end
+    if wait > 0 then sleep(wait) end
   end
 end
 
@@ -646,7 +754,7 @@ function Client:_call(name, spec, args)
     name = name, method = spec.method, path = path,
     query = params(self, spec, spec.query, args),
     form = params(self, spec, spec.form, args),
-    json = jbody, auth = spec.auth, user = args.user,
+    json = jbody, auth = spec.auth, user = args.user, oauth2 = spec.oauth2,
     success = to_set(spec.success), absent = to_set(spec.absent), absent_unless = spec.absent_unless,
   }
   if not res then return nil, err end
@@ -677,9 +785,11 @@ local function check_args(self, fname, spec, argv)
       args[aname] = check_id(fname, aname, v, 3)
     elseif kind == "user" then
       args[aname] = check_user(fname, aname, v, 3)
+      if not spec.oauth2 and spec.auth == "subscriber" then need_oauth1(fname, aname, args[aname], 3) end
     elseif kind == "user_or_id" then
       if type(v) == "table" then
         local u = check_user(fname, aname, v, 3)
+        if not spec.oauth2 and spec.auth == "subscriber" then need_oauth1(fname, aname, u, 3) end
         args.user = u
         args.user_id = u.user_id
       else
@@ -791,7 +901,7 @@ function Client:request(method, path, opts)
   end
   local res, err = self:_perform {
     name = "request", method = method, path = path, query = opts.query,
-    form = opts.form, json = jbody, auth = auth, user = user,
+    form = opts.form, json = jbody, auth = auth, user = user, oauth2 = true,
     headers = opts.headers, success = success, retries = opts.retries, timeout = opts.timeout,
   }
   if not res then return nil, err end
@@ -808,6 +918,7 @@ function Client:__tostring()
   local creds = { "consumer key+secret" }
   if s.access_token then creds[#creds + 1] = "owner token+secret" end
   if s.bearer then creds[#creds + 1] = s.bearer_given and "bearer" or "bearer (cached)" end
+  if s.client_id then creds[#creds + 1] = s.client_secret and "OAuth 2.0 client id+secret" or "OAuth 2.0 client id" end
   local env = self.env_name and (" env=" .. self.env_name) or ""
   return string.format("account_activity.client<%s %s%s; %s; %s%s>", self.api, self.base_url, env,
     table.concat(creds, ", "), self.transport_name or "curl",
@@ -821,6 +932,7 @@ function Client:credentials()
     consumer_key = true, consumer_secret = true,
     access_token = s.access_token ~= nil, access_token_secret = s.access_token_secret ~= nil,
     bearer_token = s.bearer ~= nil,
+    client_id = s.client_id ~= nil, client_secret = s.client_secret ~= nil,
   }
 end
 
@@ -857,6 +969,7 @@ local function batch_multi(self, tasks, conc, finish)
   local n = #tasks
   local window = math.max(conc * 16, 64)
   local orig_send, orig_sleep = self.send, self.sleep
+  self._unbatched_send, self._unbatched_sleep = orig_send, orig_sleep
   local live, nlive, next_i = {}, 0, 1
   local pending, sleepers, limits = {}, {}, {}
 
@@ -982,6 +1095,7 @@ local function batch_multi(self, tasks, conc, finish)
     end
   end)
   self.send, self.sleep = orig_send, orig_sleep
+  self._unbatched_send, self._unbatched_sleep = nil, nil
   if not ok then error(err, 0) end
 end
 
@@ -1039,7 +1153,7 @@ end
 -- class lacks falls through to the shared Client methods and then to the
 -- extension modules (workflows, the X Activity API), each a separate file
 -- loaded on first use and called as fn(client, ...).
-local EXTENSIONS = { "account_activity.workflows", "account_activity.activity" }
+local EXTENSIONS = { "account_activity.workflows", "account_activity.activity", "account_activity.oauth2" }
 local extension_mods = {}
 local function extension(modname)
   local m = extension_mods[modname]

@@ -6,8 +6,8 @@ local M = {}
 -- { key, signature, one line }; key is how help() finds it by name.
 M.entries = {
   -- module functions
-  { "new", "aa.new(opts)", "Build a client: consumer_key/secret required; access_token(_secret), bearer_token, api = \"enterprise\"|\"premium\"|\"v2\", env_name, base_url, timeout, connect_timeout, retries, max_wait, ca_file, ca_path, insecure, user_agent, transport, sleep, clock." },
-  { "from_env", "aa.from_env([overrides])", "Build a client from TWITTER_CONSUMER_KEY, _SECRET, TWITTER_ACCESS_TOKEN(_SECRET), TWITTER_BEARER_TOKEN, TWITTER_WEBHOOK_ENV, TWITTER_API_BASE_URL." },
+  { "new", "aa.new(opts)", "Build a client: consumer_key/secret required; access_token(_secret), bearer_token, client_id, client_secret, token_store, authorize_url, api = \"enterprise\"|\"premium\"|\"v2\", env_name, base_url, timeout, connect_timeout, retries, max_wait, ca_file, ca_path, insecure, user_agent, transport, sleep, clock." },
+  { "from_env", "aa.from_env([overrides])", "Build a client from TWITTER_CONSUMER_KEY, _SECRET, TWITTER_ACCESS_TOKEN(_SECRET), TWITTER_BEARER_TOKEN, TWITTER_WEBHOOK_ENV, TWITTER_API_BASE_URL, TWITTER_CLIENT_ID, TWITTER_CLIENT_SECRET." },
   { "token_store.memory", "aa.token_store.memory()", "An OAuth 2.0 token store for one process (the client's default): get/put/delete/list/lock." },
   { "token_store.file", "aa.token_store.file(path, {lock_timeout})", "An OAuth 2.0 token store in one JSON file (mode 0600, atomic rename), shared by processes; refreshes serialised with flock." },
   { "help", "aa.help([name or function])", "Print this list, or the doc line of one function (by name or by value)." },
@@ -34,6 +34,11 @@ M.entries = {
   { "request", "client:request(method, path, opts)", "Any endpoint, signed: opts.auth = \"user\"|\"app\"|\"subscriber\", opts.query, opts.json, opts.form, opts.user -> response." },
   { "close", "client:close()", "Drop the client's HTTP connection (it reconnects on next use)." },
   { "credentials", "client:credentials()", "Which credentials are set -> {consumer_key = true, access_token = bool, bearer_token = bool, ...} (never values)." },
+  -- OAuth 2.0 user context (oauth2.lua)
+  { "oauth2_authorize_url", "client:oauth2_authorize_url{redirect_uri, scopes, state}", "The consent URL (PKCE S256, client_id option) -> url, login {verifier, state, redirect_uri}: keep login until the redirect returns." },
+  { "oauth2_exchange", "client:oauth2_exchange(login, code_or_callback_url)", "Code (or the whole callback URL: state checked) -> token {access_token, refresh_token, expires_at, scope, token_type, user_id}, stored in token_store." },
+  { "oauth2_refresh", "client:oauth2_refresh(token_or_user_id)", "Rotate a user's tokens under the store's lock; the new token is stored before it returns -> token." },
+  { "oauth2_revoke", "client:oauth2_revoke(token_or_user_id)", "Revoke the refresh and access tokens at X and drop them from token_store -> true." },
   -- workflows
   { "ensure_webhook", "client:ensure_webhook(url, opts)", "Idempotent: reuse, re-validate or register the webhook for url; opts.replace frees the last slot." },
   { "sync_subscriptions", "client:sync_subscriptions(webhook_id, users, opts)", "Make the subscribed set equal users, concurrently -> report {added, kept, removed, failed}." },
