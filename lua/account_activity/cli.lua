@@ -22,6 +22,7 @@ commands:
   crc SECRET TOKEN             print the response_token a webhook must answer
   events tail [--port P] [--path /webhook] [--count N] [--timeout S]
   activity list|add|rm|mirror|stream   the X Activity API (successor of AAA)
+  auth login|list|refresh|revoke       OAuth 2.0 user login and the token store
   emulator [...]               run the offline emulator (see: emulator --help)
 
 options:
@@ -49,8 +50,10 @@ usage: account-activity webhooks list
 ]=],
   subs = [=[
 usage: account-activity subs list ID              subscribed user ids (app-only)
-       account-activity subs add ID [--users FILE]
+       account-activity subs add ID [--users FILE | --user-id ID]
                       subscribe the configured user (access token), or every user in FILE
+                      (OAuth 2.0 users: {"user_id": ..., "oauth2": {...} or true}), or
+                      the OAuth 2.0 user ID of the token store (see auth --help)
        account-activity subs check ID [--users FILE]
        account-activity subs rm ID USER_ID        unsubscribe by user id (app-only)
        account-activity subs count                subscriptions of the app
@@ -86,6 +89,7 @@ usage: account-activity activity list [--all]
        account-activity activity mirror USER_ID --webhook ID [--users FILE]
        account-activity activity stream [--backfill MINUTES] [--count N]
 ]=],
+  auth = require("account_activity.cli.auth").HELP,
   emulator = [=[
 usage: account-activity emulator [--port P] [--state DIR] [--config FILE] [--print-config]
 ]=],
@@ -96,10 +100,11 @@ local VALUED = {
   config = true, api = true, env = true, ["base-url"] = true, concurrency = true, users = true,
   url = true, port = true, path = true, count = true, timeout = true, ["user-id"] = true,
   keyword = true, tag = true, webhook = true, backfill = true, secret = true,
+  scopes = true, store = true,
 }
 local FLAGS = {
   json = true, help = true, ["dry-run"] = true, ["keep-others"] = true, all = true,
-  ["no-progress"] = true, force = true,
+  ["no-progress"] = true, force = true, ["no-browser"] = true,
 }
 
 local function usage_error(msg)
@@ -250,6 +255,8 @@ function M.read_users(path)
     if type(u) ~= "table" then return nil, path .. ": user #" .. i .. " is not an object" end
     users[i] = { user_id = u.user_id and tostring(u.user_id), access_token = u.access_token,
       access_token_secret = u.access_token_secret }
+    -- an OAuth 2.0 user: its token set ({access_token, refresh_token, ...}), or true (the store's)
+    if type(u.oauth2) == "table" or u.oauth2 == true then users[i].oauth2 = u.oauth2 end
   end
   return users
 end
@@ -269,6 +276,8 @@ local function build_client(o)
       access_token_secret = owner.access_token_secret,
       base_url = cfg.base_url or cfg.url or os.getenv("TWITTER_API_BASE_URL"),
       env_name = os.getenv("TWITTER_WEBHOOK_ENV"),
+      client_id = app.client_id or os.getenv("TWITTER_CLIENT_ID"),
+      client_secret = app.client_secret or os.getenv("TWITTER_CLIENT_SECRET"),
     }
     if type(opts.consumer_key) ~= "string" or type(opts.consumer_secret) ~= "string" then
       return nil, usage_error(o.config .. ": no app.consumer_key / app.consumer_secret")
@@ -281,6 +290,7 @@ local function build_client(o)
     opts = {}
   end
   for k, v in pairs(overrides) do if v ~= nil then opts[k] = v end end
+  opts.token_store = aa.token_store.file(require("account_activity.cli.auth").store_path(o))
   local ok, c = pcall(function()
     if o.config then return aa.new(opts) end
     return aa.from_env(opts)
@@ -433,6 +443,12 @@ local function check_id(s, what)
   end
 end
 
+-- An OAuth 2.0 user of the store for USER_ID, or nil.
+local function stored_user(c, user_id)
+  local t = c.token_store:get(user_id)
+  if t then return { user_id = user_id, oauth2 = true } end
+end
+
 local function emit(ctx, value, human)
   if ctx.o.json then
     ctx.out:write(encode(plain(value)), "\n")
@@ -538,6 +554,9 @@ function C.subs(ctx, pos)
       local err
       users, err = M.read_users(o.users)
       if not users then return usage_error(err) end
+    elseif o["user-id"] then
+      local e2 = check_id(o["user-id"], "--user-id") if e2 then return e2 end
+      users = { { user_id = o["user-id"], oauth2 = true } } -- from the token store
     end
     if sub == "add" then
       if users then
@@ -547,7 +566,8 @@ function C.subs(ctx, pos)
         if not r.ok then return "failed" end
       end
       if not ctx.owner then
-        return usage_error("subs add needs the user's access token (TWITTER_ACCESS_TOKEN/_SECRET) or --users FILE")
+        return usage_error("subs add needs the user's access token (TWITTER_ACCESS_TOKEN/_SECRET), --users FILE"
+          .. " (OAuth 2.0 users too) or, on api v2, --user-id ID of a user in the token store")
       end
       local ok, err = c:subscribe(pos[1], ctx.owner)
       if not ok and err.kind ~= "conflict" then return err end
@@ -726,6 +746,7 @@ function C.activity(ctx, pos)
       if not users then return usage_error(uerr) end
       for _, u in ipairs(users) do if u.user_id == pos[1] then user = u end end
     end
+    if user.oauth2 == nil and user.access_token == nil then user = stored_user(c, pos[1]) or user end
     local r, err = call(c.mirror_user, o.webhook, user, {})
     if not r then return err end
     emit(ctx, r, function(out)
@@ -760,6 +781,12 @@ end
 ---------------------------------------------------------------------------
 -- main
 ---------------------------------------------------------------------------
+
+function C.auth(ctx, pos)
+  return require("account_activity.cli.auth").run(ctx, pos, M)
+end
+-- for the command families in cli/
+M.need, M.check_id, M.emit, M.table_out = need, check_id, emit, table_out
 
 local NO_CLIENT = { crc = true }
 
