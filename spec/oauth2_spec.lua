@@ -233,6 +233,15 @@ describe("OAuth 2.0 users on calls", function()
     assert.are.equal(0, #r.failed)
   end)
 
+  it("sync_subscriptions adds OAuth 2.0 users with their Bearer tokens", function()
+    local r = assert(c:sync_subscriptions("1", { { user_id = token.user_id, oauth2 = token } }, { progress = false }))
+    assert.are.equal(1, #r.added)
+    assert.are.equal(0, #r.failed)
+    local last = srv.requests[#srv.requests]
+    assert.are.equal("POST", last.method)
+    assert.are.equal("Bearer " .. token.access_token, last.headers.Authorization)
+  end)
+
   it("refreshes a token that expires within 60 s before the call, storing the rotated one", function()
     local t = c.token_store:get(token.user_id)
     t.expires_at = os.time() + 30

@@ -105,6 +105,8 @@ function M.new(opts)
     end
     if path == "/2/users/me" then
       return json(200, { data = { id = srv.user_id, username = "alice" } })
+    elseif path:match("^/2/account_activity/webhooks/%d+/subscriptions/all/list$") then
+      return json(200, { data = { subscriptions = {} } })
     elseif path:match("^/2/account_activity/webhooks/%d+/subscriptions/all$") then
       if req.method == "POST" then return { status = 204, headers = {}, body = "" } end
       return json(200, { data = { subscribed = true } })

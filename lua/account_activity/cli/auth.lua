@@ -23,8 +23,9 @@ usage: account-activity auth login [--scopes a,b] [--port P] [--store FILE] [--n
 ]=]
 
 -- What X's private events and AAA v2 subscribe need, and a refresh token.
-M.DEFAULT_SCOPES = { "tweet.read", "users.read", "dm.read", "like.read", "mute.read", "block.read",
-                     "offline.access" }
+-- (AAA v2 subscribe and check list dm.write too.)
+M.DEFAULT_SCOPES = { "tweet.read", "users.read", "dm.read", "dm.write", "like.read", "follows.read", "mute.read",
+                     "block.read", "offline.access" }
 M.DEFAULT_PORT = 8765
 
 --- The token file the CLI uses: --store, else $TWITTER_TOKEN_STORE, else ~/.
