@@ -208,9 +208,29 @@ describe("OAuth 2.0 users on calls", function()
     ok, err = pcall(ent.is_subscribed, ent, "1", { user_id = token.user_id, oauth2 = token })
     assert.is_false(ok)
     assert.matches("is_subscribed", err)
-    ok = pcall(ent.unsubscribe, ent, "1", { user_id = token.user_id, oauth2 = token })
-    assert.is_false(ok)
     assert.are.equal(0, sent)
+  end)
+
+  it("unsubscribe of an OAuth 2.0-only user on v1.1 removes it by id with the app bearer", function()
+    local seen = {}
+    local ent = aa.new { consumer_key = "ck", consumer_secret = "cs", api = "enterprise", bearer_token = "APP-bearer-x",
+      transport = function(req) seen[#seen + 1] = req return { status = 204, headers = {}, body = "" } end }
+    assert.is_true((ent:unsubscribe("1", { user_id = token.user_id, oauth2 = true })))
+    assert.are.equal(1, #seen)
+    assert.are.equal("DELETE", seen[1].method)
+    assert.matches("/subscriptions/" .. token.user_id .. "/all%.json$", seen[1].url)
+    assert.are.equal("Bearer APP-bearer-x", seen[1].headers.Authorization)
+  end)
+
+  it("request() with an OAuth 2.0 user sends its Bearer token; with both kinds, OAuth 1.0a unless opts.oauth2", function()
+    local r = assert(c:request("GET", "/2/users/me", { user = { user_id = token.user_id, oauth2 = true } }))
+    assert.are.equal(200, r.status)
+    assert.are.equal("Bearer " .. token.access_token, srv.requests[#srv.requests].headers.Authorization)
+    local both = { user_id = token.user_id, oauth2 = true, access_token = "2244994945-ut", access_token_secret = "UTS-secret" }
+    c:request("GET", "/2/users/me", { user = both })
+    assert.matches("^OAuth ", srv.requests[#srv.requests].headers.Authorization)
+    c:request("GET", "/2/users/me", { user = both, oauth2 = true })
+    assert.are.equal("Bearer " .. token.access_token, srv.requests[#srv.requests].headers.Authorization)
   end)
 
   it("activity_subscribe of a private event and activity_subscriptions{user} send the user's token", function()

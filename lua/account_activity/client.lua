@@ -814,8 +814,12 @@ local function make_method(name, entry, api)
     return function(self, ...)
       local argv = { ... }
       local spec = entry.id
+      local oauth2_only = type(argv[2]) == "table" and argv[2].oauth2 ~= nil and argv[2].access_token == nil
       if type(argv[2]) == "table" then
-        if entry.user then
+        if entry.user and oauth2_only and argv[2].user_id ~= nil then
+          -- X's user-context DELETE takes only OAuth 1.0a: remove by id, app-only
+          spec = entry.id
+        elseif entry.user then
           spec = entry.user
         elseif argv[2].user_id == nil then
           argerror(name, "user", "api \"" .. api .. "\" removes subscriptions by id: user.user_id is required", 2)
@@ -901,7 +905,7 @@ function Client:request(method, path, opts)
   end
   local res, err = self:_perform {
     name = "request", method = method, path = path, query = opts.query,
-    form = opts.form, json = jbody, auth = auth, user = user, oauth2 = true,
+    form = opts.form, json = jbody, auth = auth, user = user, oauth2 = opts.oauth2 == true,
     headers = opts.headers, success = success, retries = opts.retries, timeout = opts.timeout,
   }
   if not res then return nil, err end

@@ -158,7 +158,7 @@ local function store_error(message)
   return errors.make("store", message, nil)
 end
 
---- aa.token_store.file(path, { lock_timeout = 10 }) -> a store in one JSON
+--- aa.token_store.file(path, { lock_timeout = 30 }) -> a store in one JSON
 -- file (mode 0600, replaced by an atomic rename), locked with flock on
 -- path .. ".lock".
 function M.file(path, opts)
@@ -167,7 +167,9 @@ function M.file(path, opts)
   end
   opts = opts or {}
   if type(opts) ~= "table" then argerror("token_store.file", "opts", "table expected") end
-  local timeout = opts.lock_timeout or 10
+  -- long enough for another process's refresh (one token request, within
+  -- the client's own timeouts) to finish
+  local timeout = opts.lock_timeout or 30
   if type(timeout) ~= "number" or timeout < 0 or timeout > 86400 then
     argerror("token_store.file", "opts.lock_timeout", "expected seconds from 0 to 86400")
   end
