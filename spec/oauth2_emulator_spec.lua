@@ -370,9 +370,13 @@ describe("account-activity auth (CLI) on the emulator", function()
       .. " --store " .. store_path)
     assert.are.equal(0, status, text)
     assert.matches("added 1", text)
+    local st2, text2 = cli("activity add dm.sent --user-id " .. user_id .. " --webhook " .. wh.id
+      .. " --store " .. store_path)
     status, text = cli("activity mirror " .. user_id .. " --webhook " .. wh.id
       .. " --store " .. store_path .. " --json")
     hs:stop()
+    assert.are.equal(0, st2, text2)
+    assert.matches("created %d+ dm%.sent", text2)
     -- this login lacks like.read and the follow/mute/block scopes: those are refused, dm.* made
     assert.matches('"created"', text)
     assert.matches("dm%.received", text)

@@ -84,7 +84,8 @@ usage: account-activity events tail [--port P] [--path /webhook] [--count N] [--
 ]=],
   activity = [=[
 usage: account-activity activity list [--all]
-       account-activity activity add EVENT_TYPE [--user-id ID] [--keyword K] [--tag T] [--webhook ID]
+       account-activity activity add EVENT_TYPE [--user-id ID [--users FILE]] [--keyword K] [--tag T] [--webhook ID]
+                      a private event takes ID's tokens from FILE or the OAuth 2.0 token store
        account-activity activity rm ID
        account-activity activity mirror USER_ID --webhook ID [--users FILE]
        account-activity activity stream [--backfill MINUTES] [--count N]
@@ -443,10 +444,18 @@ local function check_id(s, what)
   end
 end
 
--- An OAuth 2.0 user of the store for USER_ID, or nil.
-local function stored_user(c, user_id)
-  local t = c.token_store:get(user_id)
-  if t then return { user_id = user_id, oauth2 = true } end
+-- USER_ID's tokens: its entry in --users FILE, else an OAuth 2.0 user of
+-- the token store, else nil (-> user, or nil and a usage error).
+local function user_for(c, o, user_id)
+  if o.users then
+    local users, uerr = M.read_users(o.users)
+    if not users then return nil, usage_error(uerr) end
+    for _, u in ipairs(users) do
+      if u.user_id == user_id and (u.access_token or u.oauth2 ~= nil) then return u end
+    end
+  end
+  if c.token_store:get(user_id) then return { user_id = user_id, oauth2 = true } end
+  return nil
 end
 
 local function emit(ctx, value, human)
@@ -727,7 +736,14 @@ function C.activity(ctx, pos)
     local e = need(pos, 1, "EVENT_TYPE") if e then return e end
     local m = activity_missing(c, "activity_subscribe") if m then return m end
     local filter = { user_id = o["user-id"], keyword = o.keyword }
-    local s, err = call(c.activity_subscribe, { event_type = pos[1], filter = filter, tag = o.tag, webhook_id = o.webhook })
+    local user
+    if o["user-id"] then
+      local uerr
+      user, uerr = user_for(c, o, o["user-id"])
+      if uerr then return uerr end
+    end
+    local s, err = call(c.activity_subscribe, { event_type = pos[1], filter = filter, tag = o.tag,
+      webhook_id = o.webhook, user = user })
     if not s then return err end
     emit(ctx, s, function(out) out:write("created ", tostring(s.id), " ", tostring(s.event_type), "\n") end)
   elseif sub == "rm" then
@@ -740,13 +756,9 @@ function C.activity(ctx, pos)
     local e = need(pos, 1, "USER_ID") or check_id(pos[1], "USER_ID") if e then return e end
     if not o.webhook then return usage_error("activity mirror needs --webhook ID") end
     local m = activity_missing(c, "mirror_user") if m then return m end
-    local user = { user_id = pos[1] }
-    if o.users then
-      local users, uerr = M.read_users(o.users)
-      if not users then return usage_error(uerr) end
-      for _, u in ipairs(users) do if u.user_id == pos[1] then user = u end end
-    end
-    if user.oauth2 == nil and user.access_token == nil then user = stored_user(c, pos[1]) or user end
+    local user, uerr = user_for(c, o, pos[1])
+    if uerr then return uerr end
+    user = user or { user_id = pos[1] }
     local r, err = call(c.mirror_user, o.webhook, user, {})
     if not r then return err end
     emit(ctx, r, function(out)
