@@ -85,7 +85,8 @@ describe("account-activity CLI", function()
 
   it("exits 2 on usage errors, with one line on stderr", function()
     for _, args in ipairs { "", "bogus", "webhooks", "webhooks frob", "subs list", "subs list abc",
-                            "crc onlyone", "--concurrency 0 subs count", "webhooks list --nope" } do
+                            "crc", "crc mysecret token", "--concurrency 0 subs count", "webhooks list --nope",
+                            "--api v3 webhooks list", "--api premium webhooks list" } do
       local st, out, err = run(with_config(args))
       assert.are.equal(2, st, args)
       assert.are.equal("", out, args)
@@ -188,14 +189,54 @@ describe("account-activity CLI", function()
     assert.are.equal(2, (run(with_config("replay " .. id .. " yesterday now"))))
   end)
 
-  it("computes a CRC answer without credentials", function()
-    local st, out = run("crc mysecret ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh")
+  it("computes a CRC answer with the secret from the environment or --config, never from argv", function()
+    local token = "ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh"
+    local st, out = run("crc " .. token, "env TWITTER_CONSUMER_SECRET=mysecret")
     assert.are.equal(0, st)
-    local want = require("account_activity.webhook").crc_response("mysecret",
-      "ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh")
+    local want = require("account_activity.webhook").crc_response("mysecret", token)
     assert.are.equal(want .. "\n", out)
-    local _, j = run("crc mysecret ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh --json")
+    local _, j = run("crc " .. token .. " --json", "env TWITTER_CONSUMER_SECRET=mysecret")
     assert.are.equal(want, cjson.decode(j).response_token)
+    local _, c = run("--config " .. q(cfg_file) .. " crc " .. token)
+    assert.are.equal(require("account_activity.webhook").crc_response(cfg.app.consumer_secret, token) .. "\n", c)
+    local st2, out2, err2 = run("crc mysecret " .. token)
+    assert.are.equal(2, st2)
+    assert.are.equal("", out2)
+    assert.matches("visible to every user", err2, 1, true)
+    local st3, _, err3 = run("crc " .. token, "env -u TWITTER_CONSUMER_SECRET")
+    assert.are.equal(2, st3)
+    assert.matches("TWITTER_CONSUMER_SECRET", err3, 1, true)
+  end)
+
+  it("speaks in flags and files, not Lua; --version; errors under --json are JSON", function()
+    local st, _, err = run(with_config("--api v3 webhooks list"))
+    assert.are.equal(2, st)
+    assert.matches("--api must be enterprise, premium or v2", err, 1, true)
+    st, _, err = run(with_config("--api premium webhooks list"), "env -u TWITTER_WEBHOOK_ENV")
+    assert.are.equal(2, st)
+    assert.matches("--api premium needs --env NAME", err, 1, true)
+    st, _, err = run(with_config("--base-url ftp://nowhere webhooks list"))
+    assert.are.equal(2, st)
+    assert.matches("--base-url: expected an http(s) URL", err, 1, true)
+    for _, e in ipairs { err } do
+      assert.is_nil(e:find("bad argument", 1, true))
+      assert.is_nil(e:find("to 'new'", 1, true))
+    end
+    local vst, vout = run("--version")
+    assert.are.equal(0, vst)
+    assert.matches("^account%-activity %d+%.%d+%.%d+ %(libcurl ", vout)
+    -- --json: a usage error and an API error, each one JSON line on stderr
+    local jst, jout, jerr = run(with_config("--json subs list abc"))
+    assert.are.equal(2, jst)
+    assert.are.equal("", jout)
+    local rec = cjson.decode(jerr)
+    assert.are.equal("usage", rec.error.kind)
+    assert.is_false(rec.ok)
+    local ast, _, aerr = run(with_config("--json webhooks rm 999"))
+    assert.are.equal(1, ast)
+    rec = cjson.decode(aerr)
+    assert.are.equal(404, rec.error.status)
+    assert.matches("HTTP 404", rec.error.message)
   end)
 
   it("activity commands reach the X Activity API, and say clearly when it is missing", function()
@@ -262,6 +303,77 @@ describe("account-activity CLI", function()
     assert.matches("favorite", text)
     assert.matches("tweet_create.*Hello", text)
     local _ = id
+  end)
+
+  it("checks a users file whole before a sync: a mistyped one exits 2 naming the entry, nothing removed", function()
+    if not webhook_id() then run(with_config("webhooks ensure " .. ep.hook_url .. " --json")) end
+    local id = webhook_id()
+    run(with_config("subs sync " .. id .. " " .. q(users_file)))
+    local before = select(2, run(with_config("subs list " .. id .. " --json")))
+    assert.is_true(#cjson.decode(before).user_ids > 0)
+    local cases = {
+      { '[{"id":"1"}]', "user #1: no user_id" },
+      { '{"a":1}', "expected a JSON array of users" },
+      { '{"users":"oops"}', "expected a JSON array of users" },
+      { '[{"user_id":"7"},{"user_id":"x1"}]', "user #2: user_id must be a string of digits" },
+      { '[]', "holds no users" },
+      { '{}', "holds no users" },
+    }
+    for _, case in ipairs(cases) do
+      local path = os.tmpname()
+      local f = io.open(path, "w")
+      f:write(case[1])
+      f:close()
+      for _, flags in ipairs { "", " --dry-run", " --json" } do
+        local st, out, err = run(with_config("subs sync " .. id .. " " .. q(path) .. flags))
+        assert.are.equal(2, st, case[1] .. flags .. ": " .. out .. err)
+        assert.are.equal("", out)
+        assert.matches(case[2], err, 1, true)
+        assert.is_nil(err:find("traceback", 1, true))
+      end
+      os.remove(path)
+    end
+    assert.are.same(cjson.decode(before), cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))))
+  end)
+
+  it("refuses a sync that removes most subscriptions unless --allow-removals", function()
+    local id = webhook_id()
+    run(with_config("subs sync " .. id .. " " .. q(cfg_file))) -- all 12 users
+    local few = os.tmpname()
+    local f = io.open(few, "w")
+    f:write(cjson.encode { cfg.users[1] })
+    f:close()
+    local st, out, err = run(with_config("subs sync " .. id .. " " .. q(few)))
+    assert.are.equal(2, st)
+    assert.are.equal("", out)
+    assert.matches("would remove 11 of the 12", err, 1, true)
+    assert.matches("--allow-removals", err, 1, true)
+    assert.are.equal(12, #cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))).user_ids)
+    local st2, out2 = run(with_config("subs sync " .. id .. " " .. q(few) .. " --allow-removals"))
+    assert.are.equal(0, st2)
+    assert.matches("removed 11", out2)
+    run(with_config("subs sync " .. id .. " " .. q(users_file) .. " --allow-removals"))
+    os.remove(few)
+  end)
+
+  it("subs add --users FILE subscribes exactly the users in the file, not the configured owner", function()
+    local id = webhook_id()
+    run(with_config("subs rm " .. id .. " " .. cfg.app.owner.user_id))
+    run(with_config("subs rm " .. id .. " " .. cfg.users[10].user_id))
+    local one = os.tmpname()
+    local f = io.open(one, "w")
+    f:write(cjson.encode { cfg.users[10] })
+    f:close()
+    local st, out = run(with_config("subs add " .. id .. " --users " .. q(one)))
+    assert.are.equal(0, st)
+    assert.matches("added 1", out)
+    assert.is_nil(out:find("subscribed\n", 1, true))
+    local ids = cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))).user_ids
+    local set = {}
+    for _, u in ipairs(ids) do set[u] = true end
+    assert.is_true(set[cfg.users[10].user_id])
+    assert.is_nil(set[cfg.app.owner.user_id])
+    os.remove(one)
   end)
 
   it("never prints a secret", function()

@@ -56,6 +56,53 @@ describe("client construction", function()
     assert.has_error(function() aa.new { consumer_key = "k", consumer_secret = "s", transport = "carrier-pigeon" } end)
   end)
 
+  it("turns TLS verification off only for insecure = true (a string or a number raises)", function()
+    for _, v in ipairs { "false", "true", 0, 1, "no" } do
+      assert.has_error(function() aa.new { consumer_key = "k", consumer_secret = "s", insecure = v } end,
+        "bad argument 'insecure' to 'new' (boolean expected, got " .. (type(v) == "string" and ('"' .. v .. '"')
+          or tostring(v)) .. ")")
+    end
+    assert.has_error(function() aa.new { consumer_key = "k", consumer_secret = "s", insecure = {} } end)
+    assert.is_false(aa.new { consumer_key = "k", consumer_secret = "s" }.insecure)
+    assert.is_false(aa.new { consumer_key = "k", consumer_secret = "s", insecure = false }.insecure)
+    local c = aa.new { consumer_key = "k", consumer_secret = "s", insecure = true }
+    assert.is_true(c.insecure)
+    assert.matches("TLS verification OFF", tostring(c))
+    assert.has_error(function() aa.webhook_handler { consumer_secret = "s", on_event = print,
+      insecure_skip_verify = "false" } end)
+  end)
+
+  it("redacts a bearer-only client's token, in every form and field a server echoes", function()
+    -- v2 with no owner tokens: the secret list had holes, and ipairs stopped at the first
+    local echo = function(req)
+      local a = req.headers.Authorization
+      return res(403, { title = "Forbidden", detail = "you sent " .. a, type = "about:blank",
+        errors = { { message = "header " .. a, label = a, parameters = { auth = { a } } } },
+        echoed = { authorization = a, b64 = core.base64_encode(a:match(" (.*)$")) } })
+    end
+    local c = fake.client({ api = "v2", bearer_token = fake.BEARER.access_token,
+      unset = { "access_token", "access_token_secret" } }, {}, echo)
+    local list, err = c:subscriptions("123")
+    assert.is_nil(list)
+    local everything = tostring(err) .. cjson.encode(err.json) .. cjson.encode(err.errors)
+    assert.is_nil(everything:find(fake.BEARER.access_token, 1, true), everything)
+    assert.is_nil(everything:find(core.base64_encode(fake.BEARER.access_token), 1, true), everything)
+    assert.is_nil(everything:find(core.percent_encode(fake.BEARER.access_token), 1, true), everything)
+    assert.matches("REDACTED", err.errors[1].label)
+    -- Basic consumer_key:consumer_secret, as sent to the token endpoint
+    local basic
+    local c2 = fake.client({ api = "v2", unset = { "access_token", "access_token_secret" } }, {}, function(req)
+      basic = req.headers.Authorization
+      return res(403, { errors = { { message = "bad credentials " .. basic, code = 99 } } })
+    end)
+    local tok, terr = c2:bearer_token()
+    assert.is_nil(tok)
+    assert.matches("^Basic ", basic)
+    local s = tostring(terr) .. cjson.encode(terr.json)
+    assert.is_nil(s:find(basic:sub(7), 1, true), s)
+    assert.is_nil(s:find(fake.CREDS.consumer_secret, 1, true), s)
+  end)
+
   it("prints flavour, base URL and which credentials are set, never their values", function()
     local c = fake.client({ api = "premium", env_name = "dev", bearer_token = fake.BEARER.access_token })
     local s = tostring(c)
@@ -218,6 +265,9 @@ describe("response drift", function()
     assert.is_nil(v)
     assert.are.equal("not_found", err.kind)
     assert.matches("no webhook with id 2", tostring(err), nil, true)
+    -- the 200 that carried the list is not the problem
+    assert.is_nil(err.status)
+    assert.matches("^not found on GET ", tostring(err))
   end)
 
   it("validate: 204, 200 valid, 200 attempted; a failed CRC is invalid_webhook", function()
@@ -641,6 +691,21 @@ describe("client:request", function()
     assert.are.equal('{"a":1}', t.requests[1].body)
     c:request("GET", "/2/y", { auth = "app" })
     assert.are.equal("Bearer B", t.requests[2].headers.Authorization)
+  end)
+
+  it("picks the app bearer on a path X serves app-only, even with owner tokens set", function()
+    local c, t = fake.client({ api = "enterprise", bearer_token = "B" }, {}, res(200, { ids = {} }))
+    c:request("GET", "/1.1/account_activity/webhooks/123/subscriptions/all/list.json")
+    assert.are.equal("Bearer B", t.requests[1].headers.Authorization)
+    c:request("GET", "/1.1/account_activity/webhooks/123/subscriptions/all.json")
+    assert.are.equal("user", auth_kind(t.requests[2]))
+    c:request("GET", "/1.1/users/show.json") -- unknown path: owner tokens as before
+    assert.are.equal("user", auth_kind(t.requests[3]))
+    local v2, t2 = fake.client({ api = "v2", bearer_token = "B" }, {}, res(200, { data = {} }))
+    v2:request("GET", "/2/webhooks")
+    v2:request("DELETE", "/2/activity/subscriptions/99?x=1")
+    assert.are.equal("Bearer B", t2.requests[1].headers.Authorization)
+    assert.are.equal("Bearer B", t2.requests[2].headers.Authorization)
   end)
 
   it("returns an error for a non-2xx and checks its arguments", function()

@@ -226,6 +226,57 @@ describe("stream reconnects", function()
     assert.is_nil(st:next())
   end)
 
+  it("next(timeout) ends on time while keep-alives keep arriving", function()
+    -- A live connection: a keep-alive every 0.2 s of real time, and an event
+    -- only after 5 s. Counting just the reads that time out never ends here.
+    local core = require "account_activity.core"
+    local reads = 0
+    local c, _, s = make { { lines = {} } }
+    s.open = function()
+      local conn = {}
+      function conn.read_line(_, t)
+        reads = reads + 1
+        core.sleep(math.min(0.2, t or 0.2))
+        if reads == 25 then return envelope("late") end
+        return ""
+      end
+      function conn.read_all() return "" end
+      function conn.close() end
+      return conn, { status = 200, headers = {} }
+    end
+    local st = assert(c:stream(s))
+    local t0 = core.now()
+    local ev, err = st:next(1)
+    local took = core.now() - t0
+    assert.is_nil(ev)
+    assert.are.equal("timeout", err and err.kind)
+    assert.is_true(took >= 0.9 and took < 1.5, "next(1) took " .. took .. " s")
+    assert.is_true(st.keepalives >= 3)
+    assert.is_false(st.closed)
+    st:close()
+  end)
+
+  it("next(timeout) gives up during a long reconnect backoff and keeps the rest of the wait", function()
+    local core = require "account_activity.core"
+    local slept = {}
+    local c, op, s = make { { lines = { envelope("A") }, after = "network" }, { lines = { envelope("B") } } }
+    s.sleep = function(t) slept[#slept + 1] = t; core.sleep(math.min(t, 0.05)) end
+    s.random = function() return 0 end
+    local st = assert(c:stream(s))
+    assert.are.equal("A", st:next(1).id)
+    -- the first reconnect waits 1 s; a 0.3 s poll returns before it is spent
+    local ev, err = st:next(0.3)
+    assert.is_nil(ev)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal(1, #op.requests)
+    assert.is_true(slept[1] > 0.2 and slept[1] <= 0.3)
+    -- the next call waits out what is left of that 1 s, then reconnects
+    assert.are.equal("B", st:next(5).id)
+    assert.are.equal(2, #op.requests)
+    assert.is_true(math.abs(slept[1] + slept[2] - 1) < 0.05)
+    st:close()
+  end)
+
   it("never connects more than 450 times in 15 minutes", function()
     local times = {}
     local clock

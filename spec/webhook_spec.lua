@@ -126,6 +126,32 @@ describe("webhook.handler: CRC", function()
     assert.are.equal(webhook.crc_response(X_SECRET, token), cjson.decode(res.body).response_token)
   end)
 
+  it("takes the query in the raw forms servers hand over: a string, or still in the path", function()
+    local h = make()
+    local token = "ab+cd/ef+gh=ij_kl-mn+op=="
+    local qs = "crc_token=" .. token:gsub("/", "%%2F") .. "&nonce=MTcwMDAwMDAwMDAwMA"
+    local want = webhook.crc_response(X_SECRET, token)
+    for _, req in ipairs {
+      { method = "GET", path = "/webhook", query = qs },
+      { method = "GET", path = "/webhook", query = "?" .. qs },
+      { method = "GET", path = "/webhook?" .. qs },
+      { method = "GET", path = "/webhook?" .. qs, query = {} },
+      { method = "GET", path = "/webhook", raw_query = "?" .. qs },
+    } do
+      local res = h(req)
+      assert.are.equal(200, res.status, res.body)
+      assert.are.equal(want, cjson.decode(res.body).response_token)
+    end
+    -- the signature of a CRC GET is checked over that same string
+    local signed = h { method = "GET", path = "/webhook?" .. qs,
+      headers = { ["x-twitter-webhooks-signature"] = sign(X_SECRET, qs) } }
+    assert.are.equal(200, signed.status)
+    local forged = h { method = "GET", query = qs, headers = { ["x-twitter-webhooks-signature"] = sign("x", qs) } }
+    assert.are.equal(401, forged.status)
+    assert.are.equal(400, h { method = "GET", path = "/webhook?" }.status)
+    assert.are.equal(400, h { method = "GET", query = "nonce=1" }.status)
+  end)
+
   it("refuses a missing, repeated, short, long or oddly shaped token with 400", function()
     local h = make()
     local function status(req) req.method = "GET"; return h(req).status end

@@ -241,6 +241,63 @@ describe("workflows against the emulator", function()
       assert.are.equal(0, mutations())
     end)
 
+    it("checks the whole list before sending: a mistyped one raises naming the entry, nothing removed", function()
+      local c = new_client()
+      local wh = assert(c:ensure_webhook(hook_url))
+      assert(c:sync_subscriptions(wh.id, users(1, 4)))
+      clear_log()
+      local bad = {
+        { { { id = "1" } }, "users%[1%]' to 'sync_subscriptions' %(no user_id .*keys found: id%)" },
+        { { a = 1 }, "got a table with key \"a\"" },
+        { { users = "oops" }, "got a table with key \"users\"" },
+        { "oops", "got string" },
+        { { users(1, 1)[1], { user_id = "12x" } }, "users%[2%].*string of digits" },
+        { { { user_id = 2 ^ 60 } }, "not an exact integer" },
+        { { { user_id = "5", access_token = "t" } }, "go together" },
+      }
+      for _, case in ipairs(bad) do
+        for _, dry in ipairs { false, true } do
+          local ok, err = pcall(c.sync_subscriptions, c, wh.id, case[1], { dry_run = dry })
+          assert.is_false(ok)
+          assert.matches("bad argument 'users", err)
+          assert.matches(case[2], err)
+        end
+      end
+      assert.has_error(function() c:subscribe_many(wh.id, { { id = "1" } }) end)
+      assert.has_error(function() c:sync_subscriptions(wh.id, users(1, 4), { allow_removals = "yes" }) end)
+      assert.are.equal(0, mutations())
+      local _, n = subscribed_set(c, wh.id)
+      assert.are.equal(4, n)
+    end)
+
+    it("refuses to remove more than half (and more than 10) unless allow_removals", function()
+      local c = new_client()
+      local wh = assert(c:ensure_webhook(hook_url))
+      assert(c:sync_subscriptions(wh.id, users(1, 24)))
+      clear_log()
+      for _, dry in ipairs { false, true } do
+        local r, err = c:sync_subscriptions(wh.id, users(1, 5), { dry_run = dry })
+        assert.is_nil(r)
+        assert.are.equal("refused", err.kind)
+        assert.matches("would remove 19 of the 24", tostring(err))
+        assert.matches("allow_removals", tostring(err))
+      end
+      assert.are.equal(0, mutations())
+      -- an empty list is the same as a wrong file
+      local r0, err0 = c:sync_subscriptions(wh.id, {})
+      assert.is_nil(r0)
+      assert.are.equal("refused", err0.kind)
+      -- named, it happens
+      local r = assert(c:sync_subscriptions(wh.id, users(1, 5), { allow_removals = true }))
+      assert.are.equal(19, #r.removed)
+      local _, n = subscribed_set(c, wh.id)
+      assert.are.equal(5, n)
+      -- 10 removals are below the guard even when they are most of the list
+      assert(c:sync_subscriptions(wh.id, users(1, 15), { allow_removals = true }))
+      local r2 = assert(c:sync_subscriptions(wh.id, users(1, 5)))
+      assert.are.equal(10, #r2.removed)
+    end)
+
     it("dry_run reports the plan and sends nothing", function()
       local c = new_client()
       local wh = assert(c:ensure_webhook(hook_url))
@@ -307,6 +364,25 @@ describe("workflows against the emulator", function()
       assert.are.equal(6, statuses("POST")[429])
       assert.is_true(elapsed >= reset - os.time() - 0.1, "did not wait: " .. elapsed)
       assert.is_true(elapsed < 5)
+    end)
+
+    it("says it is waiting for the rate limit (progress and report) instead of freezing", function()
+      local c = new_client()
+      local wh = assert(c:ensure_webhook(hook_url))
+      local reset = os.time() + 2
+      control("POST", "/_emulator/faults", { method = "POST", path = "/subscriptions/all%.json$", status = 429, count = 4,
+        headers = { ["x-rate-limit-remaining"] = "0", ["x-rate-limit-reset"] = tostring(reset),
+                    ["x-rate-limit-limit"] = "500" } })
+      local waits = {}
+      local r = c:subscribe_many(wh.id, users(1, 8), { progress = function(done, total, info)
+        if info and info.waiting then waits[#waits + 1] = { done, total, info.waiting } end
+      end })
+      assert.is_true(r.ok)
+      assert.is_true(#waits >= 1)
+      assert.is_true(waits[1][3] >= 1 and waits[1][3] <= 4, "waiting " .. tostring(waits[1][3]))
+      assert.are.equal(8, waits[1][2])
+      assert.is_true(r.waited >= 1)
+      assert.matches("waiting for the rate limit", tostring(r))
     end)
 
     it("gives up at once when the reset is past max_wait", function()

@@ -13,9 +13,31 @@
 #include <openssl/opensslv.h>
 #include "aa.h"
 
+/* The version table stays a plain table; this only makes it print. */
+static int l_version_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "version");
+    lua_getfield(L, 1, "libcurl");
+    lua_getfield(L, 1, "libcurl_tls");
+    lua_getfield(L, 1, "openssl");
+    lua_getfield(L, 1, "http2");
+    lua_getfield(L, 1, "lua");
+    lua_pushfstring(L, "lua-account-activity %s (libcurl %s, %s; %s; HTTP/2 %s; %s)",
+                    luaL_optstring(L, 2, "?"), luaL_optstring(L, 3, "?"), luaL_optstring(L, 4, "?"),
+                    luaL_optstring(L, 5, "?"), lua_toboolean(L, 6) ? "yes" : "no", luaL_optstring(L, 7, "?"));
+    return 1;
+}
+
 static int l_version(lua_State *L) {
     const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
     lua_createtable(L, 0, 5);
+    if (luaL_newmetatable(L, "account_activity.version")) {
+        lua_pushliteral(L, "account_activity.version");
+        lua_setfield(L, -2, "__name");
+        lua_pushcfunction(L, l_version_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_setmetatable(L, -2);
     lua_pushliteral(L, AA_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushstring(L, cv->version);
@@ -46,6 +68,15 @@ static int l_sleep(lua_State *L) {
 static int l_now(lua_State *L) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* Wall-clock epoch seconds with sub-second precision: os.time() has whole
+ * seconds, which turns a quick reconnect's gap into zero. */
+static int l_time(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
     return 1;
 }
@@ -171,6 +202,7 @@ static const luaL_Reg funcs[] = {
     {"version", l_version},
     {"sleep", l_sleep},
     {"now", l_now},
+    {"time", l_time},
     {"flock", l_flock},
     {"write_private", l_write_private},
     {NULL, NULL}};

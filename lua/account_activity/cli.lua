@@ -16,10 +16,10 @@ usage: account-activity [options] COMMAND [ARGS]
 commands:
   webhooks list | add URL | ensure URL [--replace] | validate ID | rm ID
   subs list ID | add ID [--users FILE] | check ID [--users FILE] | rm ID USER_ID | count
-  subs sync ID FILE [--dry-run] [--keep-others]
+  subs sync ID FILE [--dry-run] [--keep-others] [--allow-removals]
   replay ID FROM TO            FROM/TO: YYYYMMDDhhmm (UTC), epoch, now, -90m, -2h, -1d
   health ID|URL [--url PUBLIC_URL]
-  crc SECRET TOKEN             print the response_token a webhook must answer
+  crc TOKEN                    print the response_token a webhook must answer (secret: --config or env)
   events tail [--port P] [--path /webhook] [--count N] [--timeout S]
   activity list|add|rm|mirror|stream   the X Activity API (successor of AAA)
   auth login|list|refresh|revoke       OAuth 2.0 user login and the token store
@@ -35,6 +35,7 @@ options:
   --concurrency N   requests in flight for jobs (default 16)
   --no-progress     no progress bar (there is none anyway when stderr is not a terminal)
   -h, --help        help; COMMAND --help for one command
+  --version         the program's, libcurl's and OpenSSL's versions
 
 exit status: 0 success, 1 API error or failures in a job, 2 usage error
 ]=]
@@ -57,9 +58,12 @@ usage: account-activity subs list ID              subscribed user ids (app-only)
        account-activity subs check ID [--users FILE]
        account-activity subs rm ID USER_ID        unsubscribe by user id (app-only)
        account-activity subs count                subscriptions of the app
-       account-activity subs sync ID FILE [--dry-run] [--keep-others]
+       account-activity subs sync ID FILE [--dry-run] [--keep-others] [--allow-removals]
                       make the subscribed set equal the users in FILE: a JSON array of
-                      {user_id, access_token, access_token_secret} or an emulator config
+                      {user_id, access_token, access_token_secret} or an emulator config;
+                      the whole file is checked first (exit 2 naming a bad entry); removing
+                      more than half of the subscriptions (and more than 10), or syncing to
+                      an empty FILE, needs --allow-removals
 ]=],
   replay = [=[
 usage: account-activity replay ID FROM TO
@@ -71,9 +75,11 @@ usage: account-activity health ID|URL [--url PUBLIC_URL]
   runs it against its URL (or PUBLIC_URL) and the latency against X's 3 s budget.
 ]=],
   crc = [=[
-usage: account-activity crc SECRET TOKEN
+usage: account-activity crc TOKEN [--config FILE]
   Print the response_token a webhook must answer for crc_token TOKEN:
-  sha256=base64(HMAC-SHA256(SECRET, TOKEN)).
+  sha256=base64(HMAC-SHA256(consumer secret, TOKEN)). The consumer secret comes
+  from --config FILE (app.consumer_secret) or TWITTER_CONSUMER_SECRET, never from
+  the command line, where every user of the machine can read it (ps).
 ]=],
   events = [=[
 usage: account-activity events tail [--port P] [--path /webhook] [--count N] [--timeout S]
@@ -105,7 +111,8 @@ local VALUED = {
 }
 local FLAGS = {
   json = true, help = true, ["dry-run"] = true, ["keep-others"] = true, all = true,
-  ["no-progress"] = true, force = true, ["no-browser"] = true,
+  ["no-progress"] = true, force = true, ["allow-removals"] = true, version = true,
+  ["no-browser"] = true,
 }
 
 local function usage_error(msg)
@@ -246,24 +253,66 @@ local function read_json(path)
 end
 
 --- Users from FILE: a JSON array of user tables or an emulator config ({users = [...]}).
+-- The whole file is checked before any command sends anything: a mistyped
+-- file must never read as "no users" (a sync would remove everyone).
 function M.read_users(path)
   local v, err = read_json(path)
   if not v then return nil, err end
-  if type(v) == "table" and type(v.users) == "table" then v = v.users end
-  if type(v) ~= "table" then return nil, path .. ": expected a JSON array of users" end
+  local shape = path .. ": expected a JSON array of users (or an object with a \"users\" array)"
+  if type(v) ~= "table" then return nil, shape end
+  if v.users ~= nil or next(v) ~= nil and v[1] == nil then
+    if type(v.users) ~= "table" then return nil, shape end
+    v = v.users
+  end
+  local n = #v
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or k > n then return nil, shape end
+  end
+  local wf = require "account_activity.workflows"
   local users = {}
-  for i, u in ipairs(v) do
-    if type(u) ~= "table" then return nil, path .. ": user #" .. i .. " is not an object" end
-    users[i] = { user_id = u.user_id and tostring(u.user_id), access_token = u.access_token,
-      access_token_secret = u.access_token_secret }
-    -- an OAuth 2.0 user: its token set ({access_token, refresh_token, ...}), or true (the store's)
-    if type(u.oauth2) == "table" or u.oauth2 == true then users[i].oauth2 = u.oauth2 end
+  for i = 1, n do
+    local why = wf.user_problem(v[i])
+    if why then return nil, path .. ": user #" .. i .. ": " .. why end
+    local u = v[i]
+    users[i] = { user_id = u.user_id and wf.user_id_of({ user_id = u.user_id }), access_token = u.access_token,
+      access_token_secret = u.access_token_secret, oauth2 = u.oauth2 }
   end
   return users
 end
 
+-- The library names Lua arguments; a command line user knows flags and files.
+local FLAG_OF = {
+  api = "--api", env_name = "--env", base_url = "--base-url", ["opts.concurrency"] = "--concurrency",
+  consumer_key = "the consumer key (app.consumer_key in --config, or TWITTER_CONSUMER_KEY)",
+  consumer_secret = "the consumer secret (app.consumer_secret in --config, or TWITTER_CONSUMER_SECRET)",
+  access_token = "the owner's access token (app.owner.access_token, or TWITTER_ACCESS_TOKEN)",
+  access_token_secret = "the owner's token secret (app.owner.access_token_secret, or TWITTER_ACCESS_TOKEN_SECRET)",
+  bearer_token = "the bearer token (app.bearer_token, or TWITTER_BEARER_TOKEN)",
+  webhook_id = "ID", id = "ID", user = "the user (USER_ID / --users FILE)", url = "URL",
+}
+
+--- speak(msg) -> the same error in the words of the command line.
+function M.speak(msg)
+  local arg, fn, why = tostring(msg):match("^bad argument '([^']+)' to '([^']+)' %((.*)%)$")
+  if not arg then
+    arg, fn, why = tostring(msg):match("^bad argument #%d+ to '([^']+)' %((.*)%)$"), nil, nil
+    if not arg then return msg end
+    return msg:gsub("^bad argument #%d+ to '([^']+)' %((.*)%)$", "%1: %2")
+  end
+  local flag = FLAG_OF[arg]
+  if flag then return flag .. ": " .. why end
+  return (fn:gsub("_", " ")) .. ": " .. arg .. ": " .. why
+end
+
 local function build_client(o)
   local aa = require "account_activity"
+  local endpoints = require "account_activity.endpoints"
+  if o.api and not endpoints.FLAVOURS[o.api] then
+    return nil, usage_error("--api must be enterprise, premium or v2, not " .. string.format("%q", o.api))
+  end
+  if o.api == "premium" and not o.env and not os.getenv("TWITTER_WEBHOOK_ENV") then
+    return nil, usage_error("--api premium needs --env NAME (the dev environment label) or TWITTER_WEBHOOK_ENV")
+  end
   local overrides = { api = o.api, env_name = o.env, base_url = o["base-url"] }
   local opts
   if o.config then
@@ -297,7 +346,7 @@ local function build_client(o)
     return aa.from_env(opts)
   end)
   if not ok then
-    return nil, usage_error((tostring(c):gsub("^[^:]*:%d+: ", "")))
+    return nil, usage_error(M.speak((tostring(c):gsub("^[^:]*:%d+: ", ""))))
   end
   local owner
   if opts.access_token and opts.access_token_secret then
@@ -480,6 +529,7 @@ local function report_line(r)
   end
   local s = table.concat(parts, ", ")
   if r.elapsed then s = s .. string.format(" in %.2f s", r.elapsed) end
+  if r.waited and r.waited > 0 then s = s .. string.format(" (%.0f s of it waiting for the rate limit)", r.waited) end
   return s
 end
 
@@ -569,10 +619,12 @@ function C.subs(ctx, pos)
     end
     if sub == "add" then
       if users then
+        -- the file names who is subscribed: the configured owner is not in it
         local r = c:subscribe_many(pos[1], users, ctx.job_opts)
         emit(ctx, r, function(out) out:write(report_line(r), "\n") end)
         fail_report(ctx, r)
         if not r.ok then return "failed" end
+        return
       end
       if not ctx.owner then
         return usage_error("subs add needs the user's access token (TWITTER_ACCESS_TOKEN/_SECRET), --users FILE"
@@ -608,10 +660,18 @@ function C.subs(ctx, pos)
     local e = need(pos, 2, "ID FILE") or check_id(pos[1], "ID") if e then return e end
     local users, err = M.read_users(pos[2])
     if not users then return usage_error(err) end
+    if #users == 0 and not o["allow-removals"] then
+      return usage_error(pos[2] .. " holds no users: a sync to nobody removes every subscription"
+        .. " (pass --allow-removals if that is meant)")
+    end
     local jo = {}
     for k, v in pairs(ctx.job_opts) do jo[k] = v end
-    jo.dry_run, jo.remove = o["dry-run"], not o["keep-others"]
+    jo.dry_run, jo.remove = o["dry-run"] == true, not o["keep-others"]
+    jo.allow_removals = o["allow-removals"] == true
     local r, rerr = c:sync_subscriptions(pos[1], users, jo)
+    if not r and rerr.kind == "refused" then
+      return usage_error(rerr.message:gsub("Pass opts%.allow_removals = true", "Pass --allow-removals") .. "")
+    end
     if not r then return rerr end
     emit(ctx, r, function(out)
       out:write(r.dry_run and "dry run: would have " or "", report_line(r), "\n")
@@ -662,8 +722,16 @@ function C.health(ctx, pos)
 end
 
 function C.crc(ctx, pos)
-  local e = need(pos, 2, "SECRET TOKEN") if e then return e end
-  local token = require("account_activity.webhook").crc_response(pos[1], pos[2])
+  if #pos == 2 then
+    return usage_error("crc takes only TOKEN: a secret on the command line is visible to every user of this"
+      .. " machine (ps); give it with --config FILE or TWITTER_CONSUMER_SECRET")
+  end
+  local e = need(pos, 1, "TOKEN") if e then return e end
+  local secret = ctx.secret
+  if type(secret) ~= "string" or secret == "" then
+    return usage_error("crc needs the consumer secret: --config FILE or TWITTER_CONSUMER_SECRET")
+  end
+  local token = require("account_activity.webhook").crc_response(secret, pos[1])
   emit(ctx, { response_token = token }, function(out) out:write(token, "\n") end)
 end
 
@@ -717,7 +785,7 @@ function C.activity(ctx, pos)
   local c, o = ctx.client, ctx.o
   local function call(fn, ...)
     local ok, a, b = pcall(fn, c, ...)
-    if not ok then return nil, usage_error((tostring(a):gsub("^[^:]*:%d+: ", ""))) end
+    if not ok then return nil, usage_error(M.speak((tostring(a):gsub("^[^:]*:%d+: ", "")))) end
     return a, b
   end
   if sub == "list" then
@@ -814,7 +882,21 @@ function M.main(argv, out, errout)
   end
   local o, pos = parse(argv)
   local function die(e)
-    if type(e) == "table" and e.usage then
+    local usage = type(e) == "table" and e.usage
+    if o and o.json then
+      -- a script reading --json output gets its errors as JSON too
+      local rec = { ok = false, usage = usage or nil }
+      if usage then
+        rec.error = { kind = "usage", message = e.message }
+      elseif type(e) == "table" then
+        rec.error = { kind = e.kind, status = e.status, code = e.code, message = (tostring(e):gsub("[\r\n]+", " ")) }
+      else
+        rec.error = { kind = "error", message = (tostring(e):gsub("[\r\n]+", " ")) }
+      end
+      errout:write(encode(rec), "\n")
+      return usage and 2 or 1
+    end
+    if usage then
       errout:write(PROG, ": ", e.message, " (see --help)\n")
       return 2
     end
@@ -822,6 +904,11 @@ function M.main(argv, out, errout)
     return 1
   end
   if not o then return die(pos) end
+  if o.version then
+    local v = require("account_activity.core").version()
+    out:write(PROG, " ", v.version, " (libcurl ", v.libcurl, ", ", v.openssl, ", ", v.lua, ")\n")
+    return 0
+  end
   cmd = table.remove(pos, 1)
   if not cmd then
     if o.help then out:write(GLOBAL_HELP) return 0 end
@@ -848,7 +935,7 @@ function M.main(argv, out, errout)
     if not c then return die(cerr) end
     ctx.client, ctx.owner = c, cerr
   end
-  if cmd == "events" then
+  if cmd == "events" or cmd == "crc" then
     if o.config then
       local cfg, err = read_json(o.config)
       if not cfg then return die(usage_error(err)) end
@@ -862,7 +949,7 @@ function M.main(argv, out, errout)
   if not ok then
     local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
     -- The library raises on bad arguments: the command line was wrong.
-    if msg:find("^bad argument") then return die(usage_error(msg)) end
+    if msg:find("^bad argument") then return die(usage_error(M.speak(msg))) end
     return die(msg)
   end
   if r == nil then return 0 end

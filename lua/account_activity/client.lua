@@ -7,6 +7,8 @@
 -- policy (auth, retries, ids, errors) and nothing about individual endpoints.
 local endpoints = require "account_activity.endpoints"
 local errors = require "account_activity.errors"
+local runtime = require "account_activity.runtime"
+local pretty = require "account_activity.pretty"
 local cjson_safe = require "cjson.safe"
 
 local M = {}
@@ -231,35 +233,9 @@ end
 -- Environment: sleep, clock, transport
 ---------------------------------------------------------------------------
 
-local YIELDABLE_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
-
-local function in_cosocket_phase()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
-  local ok, phase = pcall(ngx.get_phase)
-  return ok and YIELDABLE_PHASES[phase] == true
-end
-
-local function default_sleep(seconds)
-  if seconds <= 0 then return end
-  if in_cosocket_phase() then return rawget(_G, "ngx").sleep(seconds) end
-  local ok, c = pcall(core)
-  if ok and type(c.sleep) == "function" then return c.sleep(seconds) end
-  local has_socket, socket = pcall(require, "socket")
-  if has_socket and type(socket) == "table" and socket.sleep then return socket.sleep(seconds) end
-  os.execute(string.format("sleep %.3f", seconds))
-end
-
-local function default_clock()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and type(ngx.now) == "function" then return ngx.now() end
-  local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.gettime then return socket.gettime() end
-  return os.time()
-end
+local in_cosocket_phase = runtime.cosocket_phase
+local default_sleep = runtime.sleep
+local default_clock = runtime.clock
 
 -- The transport as a plain function(request) -> response | nil, err.
 local function resolve_transport(opts)
@@ -358,6 +334,10 @@ function M.new(opts)
   for _, name in ipairs { "timeout", "connect_timeout" } do
     if opts[name] == 0 then argerror("new", name, "must be more than 0 seconds", 2) end
   end
+  -- Only a real boolean turns TLS verification off: "false" and 0 are true in Lua.
+  if opts.insecure ~= nil and type(opts.insecure) ~= "boolean" then
+    argerror("new", "insecure", "boolean expected, got " .. show(opts.insecure), 2)
+  end
 
   local self = {
     api = api,
@@ -370,7 +350,7 @@ function M.new(opts)
     max_wait = opt_number(opts, "max_wait", 60),
     backoff = opt_number(opts, "backoff", 1),
     user_agent = opts.user_agent or ("lua-account-activity/" .. version()),
-    insecure = opts.insecure and true or false,
+    insecure = opts.insecure == true,
   }
   if opts.authorize_url ~= nil then
     local u = opt_string(opts, "authorize_url")
@@ -461,14 +441,24 @@ local IDEMPOTENT = { GET = true, PUT = true, DELETE = true, HEAD = true, OPTIONS
 
 function Client:_secret_values(extra)
   local s = secrets[self]
-  local list = { s.consumer_secret, s.access_token_secret, s.bearer, s.access_token, s.consumer_key,
-                 s.client_secret }
-  if extra then
-    list[#list + 1] = extra.access_token
-    list[#list + 1] = extra.access_token_secret
+  local list = {}
+  local function add(v) if type(v) == "string" then list[#list + 1] = v end end
+  add(s.consumer_secret)
+  add(s.access_token_secret)
+  add(s.bearer)
+  add(s.access_token)
+  add(s.consumer_key)
+  -- what goes out in Authorization: Basic when the bearer token is fetched
+  add(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
+  add(s.client_secret)
+  -- the token endpoint's Basic credentials of a confidential OAuth 2.0 client
+  if s.client_secret then add(pe(s.client_id) .. ":" .. pe(s.client_secret)) end
+  if type(extra) == "table" then
+    add(extra.access_token)
+    add(extra.access_token_secret)
     if type(extra.oauth2) == "table" then
-      list[#list + 1] = extra.oauth2.access_token
-      list[#list + 1] = extra.oauth2.refresh_token
+      add(extra.oauth2.access_token)
+      add(extra.oauth2.refresh_token)
     end
   end
   return list
@@ -725,6 +715,12 @@ local function params(self, spec, map, args)
   return out
 end
 
+-- How each decoder's value prints in a REPL (pretty.lua).
+local RESULT_PRINTERS = {
+  webhook = pretty.webhook_mt, webhook_by_id = pretty.webhook_mt,
+  webhook_list = pretty.webhook_list_mt, count = pretty.count_mt,
+}
+
 --- Run one endpoint with already checked arguments -> value, response | nil, err.
 function Client:_call(name, spec, args)
   local path = spec.path:gsub("{([%w_]+)}", function(k)
@@ -758,19 +754,28 @@ function Client:_call(name, spec, args)
     success = to_set(spec.success), absent = to_set(spec.absent), absent_unless = spec.absent_unless,
   }
   if not res then return nil, err end
+  pretty.mark(res, pretty.response_mt)
   if not to_set(spec.success)[res.status] then return false, res end
   local value, derr = endpoints.decoders[spec.decode](res.json, res, args)
   if value == nil then
     local req = { method = spec.method, url = self.base_url .. path }
     local e
     if type(derr) == "table" then
-      e = errors.make(derr.kind or "decode", derr.message, req,
-        { status = derr.status or res.status, rate_limit = res.rate_limit })
+      -- A kind of its own ("not_found" from a list) is not an HTTP failure:
+      -- the 200 that carried the list must not read as the problem.
+      local kind = derr.kind or "decode"
+      e = errors.make(kind, derr.message, req,
+        { status = derr.status or (kind == "decode" and res.status or nil), rate_limit = res.rate_limit })
     else
       e = errors.make("decode", derr or "unexpected response",
         req, { status = res.status, rate_limit = res.rate_limit })
     end
     return self:_fail(e, { name = name }, res.attempts, res.history)
+  end
+  local mt = RESULT_PRINTERS[spec.decode]
+  if mt then pretty.mark(value, mt) end
+  if spec.decode == "webhook_list" then
+    for _, w in ipairs(value) do pretty.mark(w, pretty.webhook_mt) end
   end
   return value, res
 end
@@ -873,6 +878,38 @@ local METHOD_OK = { GET = true, POST = true, PUT = true, DELETE = true, PATCH = 
 local AUTH_OK = { user = true, app = true, subscriber = true, user_or_app = true, basic = true, none = true }
 
 --- Any endpoint, signed: request(method, path, opts) -> response, response | nil, err.
+-- The auth endpoints.lua gives a known path of this flavour ({id}s match
+-- any segment), so request() on an app-only path sends the app bearer
+-- even when owner tokens are set.
+local known_auth_cache = {}
+local function known_auth(api, method, path)
+  path = path:gsub("[?#].*$", "")
+  local rows = known_auth_cache[api]
+  if not rows then
+    rows = {}
+    local function add(spec)
+      if type(spec) ~= "table" then return end
+      if spec.dispatch then add(spec.user) add(spec.id) return end
+      if type(spec.method) == "string" and type(spec.path) == "string" and type(spec.auth) == "string" then
+        local pat = spec.path:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("{[%w_]+}", "[^/]+")
+        rows[#rows + 1] = { spec.method, "^" .. pat .. "$", spec.auth }
+      end
+    end
+    for _, spec in pairs(endpoints[api] or {}) do add(spec) end
+    if api == "v2" then for _, spec in pairs(endpoints.xaa) do add(spec) end end
+    known_auth_cache[api] = rows
+  end
+  local found
+  for _, r in ipairs(rows) do
+    if r[1] == method and path:match(r[2]) then
+      if found and found ~= r[3] then return nil end -- the path alone does not decide
+      found = r[3]
+    end
+  end
+  if found == "app" or found == "basic" then return found end
+  return nil
+end
+
 function Client:request(method, path, opts)
   if type(method) ~= "string" or not METHOD_OK[method:upper()] then
     argerror("request", "method", "expected an HTTP method, got " .. show(method), 2)
@@ -885,7 +922,7 @@ function Client:request(method, path, opts)
   if type(opts) ~= "table" then argerror("request", "opts", "table expected", 2) end
   local user
   if opts.user ~= nil then user = check_user("request", "opts.user", opts.user, 2) end
-  local auth = opts.auth or (user and "subscriber") or "user_or_app"
+  local auth = opts.auth or (user and "subscriber") or known_auth(self.api, method, path) or "user_or_app"
   if auth == "user" and user then auth = "subscriber" end
   if not AUTH_OK[auth] then argerror("request", "opts.auth", "unknown auth " .. show(auth), 2) end
   if auth == "subscriber" and not user then
@@ -969,7 +1006,7 @@ end
 -- the requests of all live tasks go out together through Session:perform,
 -- `concurrency` in flight. sleep() yields too, so a task waiting for a
 -- rate-limit reset parks instead of blocking the others.
-local function batch_multi(self, tasks, conc, finish)
+local function batch_multi(self, tasks, conc, finish, on_wait)
   local n = #tasks
   local window = math.max(conc * 16, 64)
   local orig_send, orig_sleep = self.send, self.sleep
@@ -1078,7 +1115,10 @@ local function batch_multi(self, tasks, conc, finish)
         local wake = math.huge
         for _, s in ipairs(sleepers) do wake = math.min(wake, s.wake) end
         for _, p in ipairs(pending) do wake = math.min(wake, limits[p.key].pause_until or now) end
-        orig_sleep(math.max(0, wake - now))
+        local wait = math.max(0, wake - now)
+        -- Every task is parked on a rate limit: say so instead of freezing.
+        if on_wait and wait >= 1 and wait < math.huge then on_wait(wait) end
+        orig_sleep(wait)
         -- Time as the sleep function sees it (a test's fake sleep returns at once).
         for _, st in pairs(limits) do
           if st.pause_until and st.pause_until <= wake then st.pause_until, st.remaining = nil, nil end
@@ -1144,7 +1184,7 @@ function Client:_batch(tasks, opts)
   elseif self.transport and type(self.transport.perform) == "function" and n > 1
       and not self._batching then
     self._batching = true
-    local ok, err = pcall(batch_multi, self, tasks, conc, finish)
+    local ok, err = pcall(batch_multi, self, tasks, conc, finish, opts.on_wait)
     self._batching = nil
     if not ok then error(err, 0) end
   else

@@ -81,6 +81,7 @@ M.entries = {
   { "session:close", "session:close()", "Release the connections (idempotent; also on garbage collection and <close>)." },
   { "core.sleep", "core.sleep(seconds)", "Sleep (scripts; inside nginx use ngx.sleep)." },
   { "core.now", "core.now()", "Monotonic seconds, for rates and time-outs." },
+  { "core.time", "core.time()", "Wall-clock epoch seconds with sub-second precision (os.time() has whole seconds)." },
   { "core.version", "core.version()", "{version, libcurl, libcurl_tls, openssl, http2, lua}." },
 }
 
@@ -149,14 +150,20 @@ function M.text(x)
   return format(e)
 end
 
---- Print the list, or one entry. Returns the printed text.
+--- Print the list, or one entry. With the default printer it returns
+-- nothing: a REPL prints what a call returns, and returning the text
+-- printed everything twice. Given `out`, it returns the text it wrote.
 function M.help(x, out)
   local text = M.text(x)
   if not text then
     text = "no doc for " .. (type(x) == "string" and string.format("%q", x) or tostring(x))
       .. "; aa.help() lists everything"
   end
-  ;(out or print)(text)
+  if out == nil then
+    print(text)
+    return
+  end
+  out(text)
   return text
 end
 

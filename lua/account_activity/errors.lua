@@ -273,7 +273,7 @@ end
 
 local KIND_LABEL = {
   network = "network error", timeout = "timeout", tls = "TLS error",
-  decode = "bad response", argument = "invalid argument",
+  decode = "bad response", argument = "invalid argument", not_found = "not found",
 }
 
 function Error.__tostring(e)
@@ -307,32 +307,81 @@ function Error.__tostring(e)
   return s
 end
 
---- Replace every occurrence of the given secret strings in the error's
--- text fields. The client calls this with its own credentials as a last
--- line of defence against a server or a transport echoing one back.
-function M.scrub(e, secrets)
-  local function clean(s)
-    if type(s) ~= "string" then return s end
-    for _, secret in ipairs(secrets) do
-      if type(secret) == "string" and #secret >= 4 then
-        local from = 1
-        while true do
-          local i, j = s:find(secret, from, true)
-          if not i then break end
-          s = s:sub(1, i - 1) .. "REDACTED" .. s:sub(j + 1)
-          from = i + 8
-        end
+local core_mod
+local function core()
+  if core_mod == nil then
+    local ok, c = pcall(require, "account_activity.core")
+    core_mod = ok and c or false
+  end
+  return core_mod or nil
+end
+
+-- Every form in which a secret may come back: as sent, percent-encoded
+-- (query strings, form bodies) and base64 (Authorization: Basic, and
+-- servers that echo headers encoded).
+local function secret_forms(secrets)
+  local forms, seen = {}, {}
+  local function add(v)
+    if type(v) == "string" and #v >= 4 and not seen[v] then
+      seen[v] = true
+      forms[#forms + 1] = v
+    end
+  end
+  local c = core()
+  -- pairs, not ipairs: a client without owner tokens has holes in its list
+  for _, v in pairs(secrets or {}) do
+    if type(v) == "string" then
+      add(v)
+      if c then
+        add(c.percent_encode(v))
+        add(c.base64_encode(v))
       end
     end
-    return s
   end
-  e.message = clean(e.message)
-  if e.request then e.request.url = clean(e.request.url) end
-  for _, item in ipairs(e.errors or {}) do
-    item.message = clean(item.message)
-    item.detail = clean(item.detail)
-    item.title = clean(item.title)
+  -- longest first, so a secret inside a longer encoded one leaves no tail
+  table.sort(forms, function(x, y) return #x > #y end)
+  return forms
+end
+
+local function redact(s, forms)
+  for _, secret in ipairs(forms) do
+    if s:find(secret, 1, true) then
+      local out, from = {}, 1
+      while true do
+        local i, j = s:find(secret, from, true)
+        if not i then break end
+        out[#out + 1] = s:sub(from, i - 1)
+        out[#out + 1] = "REDACTED"
+        from = j + 1
+      end
+      out[#out + 1] = s:sub(from)
+      s = table.concat(out)
+    end
   end
+  return s
+end
+
+--- Replace every occurrence of the given secret strings, in every form they
+-- may be echoed in, in every string the error holds (message, request,
+-- errors[] with all their fields, the decoded body in `json`, history):
+-- the last line of defence against a server or a transport echoing one.
+function M.scrub(e, secrets)
+  local forms = secret_forms(secrets)
+  if #forms == 0 or type(e) ~= "table" then return e end
+  local visited = {}
+  local function walk(t, depth)
+    if visited[t] or depth > 64 then return end
+    visited[t] = true
+    for k, v in pairs(t) do
+      if type(v) == "string" then
+        local clean = redact(v, forms)
+        if clean ~= v then t[k] = clean end
+      elseif type(v) == "table" then
+        walk(v, depth + 1)
+      end
+    end
+  end
+  walk(e, 0)
   return e
 end
 

@@ -11,6 +11,7 @@
 -- Activity API's (`for_user_id` plus one `*_events` key) and the X Activity
 -- API's (`{"data": {event_uuid, event_type, filter, payload, ...}}`).
 local core = require "account_activity.core"
+local pretty = require "account_activity.pretty"
 
 local type, pairs, ipairs, next, tostring = type, pairs, ipairs, next, tostring
 local pcall, error, setmetatable = pcall, error, setmetatable
@@ -179,15 +180,18 @@ local function is_array(t)
   return t[1] ~= nil or next(t) == nil
 end
 
+-- Events stay plain tables; the metatable only makes them print in a REPL.
+local EVENT_MT, EVENT_LIST_MT = pretty.event_mt, pretty.event_list_mt
+
 local function aaa_event(out, body, key, item, typ, for_user_id)
   if TYPED_ITEMS[key] and type(item) == "table" and type(item.type) == "string" then
     typ = item.type
   end
-  local ev = {
+  local ev = setmetatable({
     type = typ, for_user_id = for_user_id, item = item, envelope = body,
     id = item_id(item, typ, for_user_id), api = "aaa",
     users = body.users, apps = body.apps,
-  }
+  }, EVENT_MT)
   local uhb = body.user_has_blocked
   if uhb ~= nil then ev.user_has_blocked = uhb end
   out[#out + 1] = ev
@@ -241,10 +245,10 @@ local function xaa_event(out, body, data)
   local for_user_id = filter and id_string(filter.user_id) or nil
   local payload = data.payload
   local id = id_string(data.event_uuid) or hash_id(payload, typ, for_user_id)
-  local ev = {
+  local ev = setmetatable({
     type = typ, for_user_id = for_user_id, item = payload, envelope = body,
     id = id, api = "xaa", tag = data.tag, includes = data.includes, filter = filter,
-  }
+  }, EVENT_MT)
   if type(payload) == "table" and type(payload.users) == "table" then
     ev.users = payload.users -- dm.*: the id -> {data = User} map
   end
@@ -278,7 +282,7 @@ function M.parse(body)
   if type(body) ~= "table" or (body[1] ~= nil) then
     return nil, "invalid envelope: expected a JSON object"
   end
-  local out = {}
+  local out = setmetatable({}, EVENT_LIST_MT)
   if is_xaa(body) then
     local data = body.data
     if data.event_type ~= nil then

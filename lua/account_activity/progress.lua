@@ -6,7 +6,8 @@
 --
 -- `opts.progress = true` draws a one-line bar on stderr (count, rate, ETA)
 -- only when stderr is a terminal, so logs and pipes never fill with
--- carriage returns; a function receives (done, total) instead.
+-- carriage returns; a function receives (done, total, info) instead, where
+-- info, when given, is { waiting = seconds } for a wait on a rate limit.
 local M = {}
 
 local tty -- nil: not asked yet
@@ -40,28 +41,39 @@ end
 
 M.duration = duration
 
---- A bar writer: function(done, total) drawing on `out` (default io.stderr).
+--- A bar writer: function(done, total, info) drawing on `out` (default io.stderr).
+-- info.waiting = seconds: the job is parked on a rate limit, and says so.
 function M.bar(label, out, width)
   out = out or io.stderr
   width = width or 30
-  local t0, last, finished = now(), -1, false
-  return function(done, total)
+  local t0, last, finished, shown = now(), -1, false, 0
+  return function(done, total, info)
     if finished then return end
     local t = now()
-    -- Redraw at most ten times a second, and always at the end.
-    if done < total and t - last < 0.1 then return end
+    local waiting = type(info) == "table" and info.waiting
+    -- Redraw at most ten times a second, and always at the end or for a wait.
+    if done < total and t - last < 0.1 and not waiting then return end
     last = t
     local frac = total > 0 and done / total or 1
     local fill = math.floor(frac * width + 0.5)
     local elapsed = t - t0
     local rate = elapsed > 0 and done / elapsed or 0
     local eta = rate > 0 and (total - done) / rate or math.huge
-    local line = string.format("\r%s [%s%s] %d/%d %5.1f/s ETA %s ", label or "",
-      string.rep("#", fill), string.rep(".", width - fill), done, total, rate,
-      done >= total and "0s" or M.duration(eta))
-    out:write(line)
-    if done >= total then
-      out:write(string.format("\n"))
+    local tail
+    if waiting then
+      tail = "waiting " .. (waiting < 60 and string.format("%d s", math.floor(waiting + 0.5)) or M.duration(waiting))
+        .. " for the rate limit"
+    else
+      tail = string.format("%5.1f/s ETA %s", rate, done >= total and "0s" or M.duration(eta))
+    end
+    local line = string.format("%s [%s%s] %d/%d %s", label or "",
+      string.rep("#", fill), string.rep(".", width - fill), done, total, tail)
+    -- A shorter line than the last would leave its tail on screen ("ETA 0s  s").
+    local pad = shown > #line and string.rep(" ", shown - #line) or ""
+    shown = #line
+    out:write("\r", line, pad)
+    if done >= total and not waiting then
+      out:write("\n")
       finished = true
     end
     if out.flush then out:flush() end

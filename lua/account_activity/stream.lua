@@ -31,6 +31,7 @@
 local endpoints = require "account_activity.endpoints"
 local errors = require "account_activity.errors"
 local events = require "account_activity.events"
+local runtime = require "account_activity.runtime"
 local cjson = require("cjson.safe").new()
 
 local SPEC = endpoints.xaa.stream
@@ -284,15 +285,8 @@ local function ngx_open(client)
   end
 end
 
-local function in_cosocket_phase()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
-  local ok, phase = pcall(ngx.get_phase)
-  return ok and (phase == "content" or phase == "timer" or phase == "access" or phase == "rewrite")
-end
-
 local function default_open(client)
-  if in_cosocket_phase() then return ngx_open(client) end
+  if runtime.cosocket_phase() then return ngx_open(client) end
   if client.transport_name == "function" then return buffered_open(client.send) end
   return core_open(client)
 end
@@ -329,12 +323,14 @@ function Stream:_request(first)
     if self.start_time then q[#q + 1] = "start_time=" .. pe(self.start_time) end
   elseif self.last_seen_at then
     local gap = self.clock() - self.last_seen_at
-    local minutes = math.ceil(gap / 60)
+    -- at least a minute: a clock with whole seconds sees a gap of 0 after
+    -- a quick reconnect, and events of that second would be lost
+    local minutes = math.max(1, math.ceil(gap / 60))
     if minutes > SPEC.max_backfill_minutes then
       self.pending_gap = { from = self.last_seen_at, to = self.clock(), seconds = gap }
       minutes = SPEC.max_backfill_minutes
     end
-    if minutes > 0 then q[#q + 1] = "backfill_minutes=" .. string.format("%d", minutes) end
+    q[#q + 1] = "backfill_minutes=" .. string.format("%d", minutes)
   elseif self.backfill_minutes then
     q[#q + 1] = "backfill_minutes=" .. string.format("%d", self.backfill_minutes)
   end
@@ -401,24 +397,43 @@ function Stream:_connect(first)
   return true
 end
 
--- Reconnect until connected, closed, or a fatal answer.
-function Stream:_reconnect()
+-- _reconnect's answer when the caller's deadline came first.
+local DEADLINE = {}
+
+-- Reconnect until connected, closed, a fatal answer, or `deadline`
+-- (monotonic seconds, nil for none). At the deadline the rest of the
+-- backoff wait is kept for the next call, so a caller polling with short
+-- timeouts waits out the same backoff as one that blocks.
+function Stream:_reconnect(deadline)
   while not self.closed do
-    if self.max_reconnects and self.reconnects >= self.max_reconnects then
-      return nil, errors.make(self.last_error and self.last_error.kind or "network",
-        "stream: gave up after " .. self.reconnects .. " reconnects; last: " .. tostring(self.last_error),
-        { method = "GET", url = self.client.base_url .. SPEC.path })
+    if self.wait_left == nil then
+      if self.max_reconnects and self.reconnects >= self.max_reconnects then
+        return nil, errors.make(self.last_error and self.last_error.kind or "network",
+          "stream: gave up after " .. self.reconnects .. " reconnects; last: " .. tostring(self.last_error),
+          { method = "GET", url = self.client.base_url .. SPEC.path })
+      end
+      if self.end_epoch and self.clock() >= self.end_epoch then
+        return nil, nil -- the requested window is over
+      end
+      self.attempt = self.attempt + 1
+      local wait = M.backoff(self.attempt, self.random)
+      if self.hint then wait = math.max(wait, self.hint) end
+      self.hint = nil
+      wait = math.max(wait, self:_rate_wait())
+      self.waits[#self.waits + 1] = wait
+      if #self.waits > 100 then table.remove(self.waits, 1) end
+      self.wait_left = wait
     end
-    if self.end_epoch and self.clock() >= self.end_epoch then
-      return nil, nil -- the requested window is over
+    local wait = self.wait_left
+    if deadline then
+      local left = deadline - runtime.monotonic()
+      if left < wait then
+        if left > 0 then self.sleep(left) end
+        self.wait_left = wait - math.max(left, 0)
+        return nil, DEADLINE
+      end
     end
-    self.attempt = self.attempt + 1
-    local wait = M.backoff(self.attempt, self.random)
-    if self.hint then wait = math.max(wait, self.hint) end
-    self.hint = nil
-    wait = math.max(wait, self:_rate_wait())
-    self.waits[#self.waits + 1] = wait
-    if #self.waits > 100 then table.remove(self.waits, 1) end
+    self.wait_left = nil
     self.sleep(wait)
     if self.closed then return nil, nil end
     local ok, err, retryable, hint = self:_connect(false)
@@ -497,10 +512,17 @@ end
 -- stream still open. nil, nil once closed or past end_time; nil, err on a
 -- fatal answer (401, 403, ...), which also closes the stream.
 function Stream:next(timeout)
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
     argerror("next", "timeout", "expected seconds >= 0", 2)
   end
-  local waited = 0
+  -- The deadline is wall-clock time: keep-alives arrive more often than
+  -- any timeout, so counting only the reads that timed out never ends.
+  -- `waited` still adds those up, for openers whose reads time out at once.
+  local deadline = timeout and runtime.monotonic() + timeout
+  local waited, read_once = 0, false
+  local function timed_out()
+    return nil, errors.make("timeout", "stream: no event within " .. timeout .. " s; the stream is still open")
+  end
   while true do
     if self.qi <= #self.queue then
       local ev = self.queue[self.qi]
@@ -511,9 +533,13 @@ function Stream:next(timeout)
       return ev
     end
     if self.closed then return nil, self.err end
+    if deadline and read_once and (waited >= timeout or runtime.monotonic() >= deadline) then
+      return timed_out()
+    end
     if not self.conn then
-      local ok, err = self:_reconnect()
+      local ok, err = self:_reconnect(deadline)
       if not ok then
+        if err == DEADLINE then return timed_out() end
         self:close()
         if not err then return nil, nil end -- closed meanwhile, or past end_time
         self.err = errors.scrub(err, self.client:_secret_values())
@@ -521,9 +547,10 @@ function Stream:next(timeout)
       end
     end
     local chunk = self.read_timeout - self.idle
-    if timeout then chunk = math.min(chunk, timeout - waited) end
+    if deadline then chunk = math.min(chunk, timeout - waited, deadline - runtime.monotonic()) end
     chunk = math.max(chunk, 0)
     local line, err = self.conn:read_line(chunk)
+    read_once = true
     if line then
       self:_line(line)
     elseif type(err) == "table" and err.kind == "timeout" then
@@ -533,8 +560,8 @@ function Stream:next(timeout)
         -- Not even a keep-alive for read_timeout seconds: the connection is dead.
         self:_drop(errors.make("timeout", "stream: no data (not even a keep-alive) for "
           .. self.read_timeout .. " s; reconnecting"))
-      elseif timeout and waited >= timeout then
-        return nil, errors.make("timeout", "stream: no event within " .. timeout .. " s; the stream is still open")
+      elseif deadline and (waited >= timeout or runtime.monotonic() >= deadline) then
+        return timed_out()
       end
     else
       self:_drop(errors.from_transport(type(err) == "table" and err or { kind = "network", message = tostring(err) },

@@ -161,11 +161,26 @@ local function token_from_raw(raw)
   return token and percent_decode_token(token)
 end
 
-local function crc_token(req)
+-- The query string as sent, in whichever form the server handed it over:
+-- raw_query, query as a string, or still inside path ("/webhook?crc_token=").
+local function raw_query_of(req)
   local raw = req.raw_query
-  if type(raw) == "string" and raw ~= "" then
-    return token_from_raw(raw)
+  if type(raw) ~= "string" or raw == "" then
+    raw = req.query
+    if type(raw) ~= "string" then
+      local path = req.path
+      local q = type(path) == "string" and find(path, "?", 1, true)
+      raw = q and sub(path, q + 1) or nil
+    end
   end
+  if raw and sub(raw, 1, 1) == "?" then raw = sub(raw, 2) end
+  if raw == "" then return nil end
+  return raw
+end
+
+local function crc_token(req)
+  local raw = raw_query_of(req)
+  if raw then return token_from_raw(raw) end
   local q = req.query
   local t = type(q) == "table" and q.crc_token or nil
   if type(t) == "table" then return nil, "repeated crc_token" end
@@ -239,8 +254,8 @@ function Webhook:_get(req, headers)
     local sig2 = self._secret2 and header(headers, SIG2_HEADER, SIG2_HEADER_C)
     if sig ~= nil or sig2 then
       -- X signs the query string as sent ("crc_token=...&nonce=...").
-      local qs = req.raw_query
-      if type(qs) ~= "string" or qs == "" then
+      local qs = raw_query_of(req)
+      if not qs then
         local q = type(req.query) == "table" and req.query or {}
         qs = "crc_token=" .. token
         if type(q.nonce) == "string" then qs = qs .. "&nonce=" .. q.nonce end
@@ -380,6 +395,10 @@ function M.new(opts, fname)
   end
   if opts.dedupe then
     if router.dedupe then router:dedupe(opts.dedupe) end
+  end
+  if opts.insecure_skip_verify ~= nil and type(opts.insecure_skip_verify) ~= "boolean" then
+    error(format("bad argument 'insecure_skip_verify' to '%s' (boolean expected, got %s)",
+      fname, type(opts.insecure_skip_verify)), lvl)
   end
   local self = setmetatable({
     _secret = opts.consumer_secret,

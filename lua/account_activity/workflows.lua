@@ -23,6 +23,7 @@
 -- 429 pauses that endpoint for every task until the reset.
 local client_mod = require "account_activity.client"
 local errors = require "account_activity.errors"
+local pretty = require "account_activity.pretty"
 local progress = require "account_activity.progress"
 
 local M = {}
@@ -38,9 +39,17 @@ local function check_client(fname, c)
   end
 end
 
+-- More removals than this, and more than half of the list, need opts.allow_removals.
+M.REMOVAL_GUARD = 10
+
 local function check_opts(fname, opts)
   if opts == nil then return {} end
   if type(opts) ~= "table" then argerror(fname, "opts", "table expected, got " .. type(opts)) end
+  for _, k in ipairs { "allow_removals", "dry_run", "remove" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      argerror(fname, "opts." .. k, "boolean expected, got " .. type(opts[k]))
+    end
+  end
   local conc = opts.concurrency
   if conc ~= nil and (type(conc) ~= "number" or conc < 1 or conc > 1024 or conc ~= math.floor(conc)) then
     argerror(fname, "opts.concurrency", "expected an integer from 1 to 1024, got " .. tostring(conc))
@@ -52,13 +61,67 @@ local function check_opts(fname, opts)
   return opts
 end
 
-local function check_users(fname, argname, users)
-  if type(users) ~= "table" then
-    argerror(fname, argname, "expected an array of user tables {user_id, access_token, access_token_secret}, got "
-      .. type(users))
+local USERS_SHAPE = "an array of user tables {user_id, access_token, access_token_secret}"
+
+--- user_problem(u) -> why one user entry cannot be used, or nil. An entry must say who it is
+-- (user_id, or a token with X's numeric prefix) and nothing may be of the
+-- wrong type: a mistyped file must stop a job before anything is sent,
+-- never read as "nobody", which a sync would answer by removing everyone.
+function M.user_problem(u)
+  if type(u) ~= "table" then return "expected a user table, got " .. type(u) end
+  local id = u.user_id
+  if type(id) == "number" then
+    if id ~= math.floor(id) or id < 0 or id >= 2 ^ 53 then
+      return "user_id " .. tostring(id) .. " is not an exact integer; write ids as strings"
+    end
+  elseif id ~= nil and (type(id) ~= "string" or not id:match("^%d+$") or #id > 20) then
+    return "user_id must be a string of digits, got " .. (type(id) == "string" and string.format("%q", id) or type(id))
+  end
+  for _, k in ipairs { "access_token", "access_token_secret" } do
+    local v = u[k]
+    if v ~= nil and (type(v) ~= "string" or v == "" or v:find("[%c ]")) then
+      return k .. " must be a non-empty string without spaces or control characters"
+    end
+  end
+  if (u.access_token == nil) ~= (u.access_token_secret == nil) then
+    return "access_token and access_token_secret go together"
+  end
+  local o2 = u.oauth2
+  if o2 ~= nil and o2 ~= true and type(o2) ~= "table" then
+    return "oauth2 must be a token table or true, got " .. type(o2)
+  end
+  if M.user_id_of(u) == nil then
+    local keys = {}
+    for k in pairs(u) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    return "no user_id (and no access token that names one); keys found: "
+      .. (#keys > 0 and table.concat(keys, ", ") or "none")
+  end
+  return nil
+end
+
+--- check_users(fname, argname, users) -> users; raises naming the first bad entry.
+-- Also what the CLI runs over a --users file, so both word it the same.
+function M.check_users(fname, argname, users, level)
+  level = (level or 1) + 2
+  local function bad(msg) error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), level) end
+  if type(users) ~= "table" then bad("expected " .. USERS_SHAPE .. ", got " .. type(users)) end
+  local n = #users
+  for k in pairs(users) do
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+      bad("expected " .. USERS_SHAPE .. ", got a table with key " .. string.format("%q", tostring(k)))
+    end
+  end
+  for i = 1, n do
+    local why = M.user_problem(users[i])
+    if why then
+      argname = argname .. "[" .. i .. "]"
+      bad(why)
+    end
   end
   return users
 end
+local check_users = M.check_users
 
 --- The user id of a user table: user_id, else the numeric prefix X puts on
 -- access tokens ("12345-abc..."). nil when neither is there.
@@ -84,7 +147,7 @@ end
 local function finish_report(r, t0)
   r.ok = #r.failed == 0
   if t0 then r.elapsed = clock() - t0 end
-  return r
+  return pretty.mark(r, pretty.report_mt)
 end
 
 -- Seconds until a rate-limited call may be repeated, from the error.
@@ -144,10 +207,18 @@ local function run_jobs(c, jobs, opts, report, label, offset)
   local tick = progress.new(opts.progress, label)
   local tasks = {}
   for i, j in ipairs(jobs) do tasks[i] = j.task end
+  local done_so_far = offset
   if tick then tick(offset, #jobs + offset) end
   local results = c:_batch(tasks, {
     concurrency = opts.concurrency,
-    on_done = tick and function(_, _, done, total) tick(done + offset, total + offset) end,
+    on_done = function(_, _, done, total)
+      done_so_far = done + offset
+      if tick then tick(done_so_far, total + offset) end
+    end,
+    on_wait = function(seconds)
+      report.waited = (report.waited or 0) + seconds
+      if tick then tick(done_so_far, #jobs + offset, { waiting = seconds }) end
+    end,
   })
   for i, j in ipairs(jobs) do
     local r = results[i] or { n = 2, nil, errors.make("argument", "task did not run") }
@@ -300,7 +371,11 @@ end
 -- Make the webhook's subscribed set equal `users`: subscribe who is
 -- missing, unsubscribe (app-only, by id from the list) who is not in
 -- `users`. opts: concurrency, progress, remove = false (only add),
--- dry_run = true (report what would change, send nothing).
+-- dry_run = true (report what would change, send nothing),
+-- allow_removals = true (needed to remove more than half of the current
+-- subscriptions when that is more than 10: otherwise nil, err kind "refused").
+-- `users` is checked whole before anything is sent: an entry that names no
+-- user raises, naming it.
 function M.sync_subscriptions(c, webhook_id, users, opts)
   check_client("sync_subscriptions", c)
   webhook_id = client_mod.check_id("sync_subscriptions", "webhook_id", webhook_id, 2)
@@ -313,13 +388,22 @@ function M.sync_subscriptions(c, webhook_id, users, opts)
   local report = new_report()
   local desired = {}
   local jobs = subscribe_jobs(webhook_id, users, current, report, desired)
+  local removals = 0
   if opts.remove ~= false then
     for _, id in ipairs(list) do
       if not desired[id] then
         jobs[#jobs + 1] = { task = unsubscribe_task(webhook_id, id), user_id = id,
           action = "unsubscribe", label = id }
+        removals = removals + 1
       end
     end
+  end
+  -- A sync that empties most of a webhook is far more often a wrong file
+  -- than a wish: it must be asked for by name (a dry run says the same).
+  if removals > M.REMOVAL_GUARD and removals * 2 > #list and opts.allow_removals ~= true then
+    return nil, errors.make("refused", string.format("sync_subscriptions would remove %d of the %d subscriptions "
+      .. "of webhook %s (more than half); nothing was sent. Pass opts.allow_removals = true if that is meant",
+      removals, #list, webhook_id), nil, { removals = removals, current = #list })
   end
   if opts.dry_run then
     for _, j in ipairs(jobs) do
@@ -543,7 +627,7 @@ function M.health(c, target, opts)
     if not report.crc.ok then report.problems[#report.problems + 1] = "CRC: " .. report.crc.reason end
   end
   report.ok = #report.problems == 0
-  return report
+  return pretty.mark(report, pretty.health_mt)
 end
 
 ---------------------------------------------------------------------------
