@@ -376,4 +376,110 @@ describe("emulator OAuth 2.0 user context", function()
     end
     assert.truthy(log:find('"auth":"oauth2"', 1, true))
   end)
+
+  describe("where X's spec takes OAuth2UserToken", function()
+    local rcv
+    setup(function() rcv = H.receiver(cfg.app.consumer_secret) end)
+    teardown(function() if rcv then rcv:stop() end end)
+
+    local function webhook()
+      local res = c:call("POST", "/2/webhooks", { json = { url = rcv:hook("ok") } })
+      assert.equal(200, res.status, res.body)
+      return res.json.data.id
+    end
+
+    it("subscribes and checks on AAA v2 with the spec's four scopes, naming a missing one", function()
+      local id = webhook()
+      local path = "/2/account_activity/webhooks/" .. id .. "/subscriptions/all"
+      local full = login()
+      local res = c:call("POST", path, { auth = bearer(full.access_token) })
+      assert.equal(200, res.status, res.body)
+      assert.is_true(res.json.data.subscribed)
+      res = c:call("GET", path, { auth = bearer(full.access_token) })
+      assert.is_true(res.json.data.subscribed)
+      local st = c:control("GET", "/_emulator/state")
+      assert.same({ cfg.users[1].user_id }, st.webhooks[1].subscriptions)
+
+      local partial = login { user_id = cfg.users[2].user_id,
+        scope = { "tweet.read", "users.read", "dm.read", "offline.access" } }
+      res = c:call("POST", path, { auth = bearer(partial.access_token) })
+      assert.equal(403, res.status)
+      assert.truthy(res.json.detail:find("dm.write", 1, true), res.body)
+    end)
+
+    it("refuses a user token on app-only endpoints, like X (v2 problem, v1.1 code 220)", function()
+      local id = webhook()
+      local tok = bearer(cfg.users[1].oauth2.access_token)
+      local AA = "/2/account_activity/webhooks/" .. id
+      for _, call in ipairs {
+        { "GET", "/2/webhooks" }, { "POST", "/2/webhooks" }, { "PUT", "/2/webhooks/" .. id },
+        { "DELETE", "/2/webhooks/" .. id }, { "POST", "/2/webhooks/replay" },
+        { "GET", AA .. "/subscriptions/all/list" }, { "DELETE", AA .. "/subscriptions/" .. cfg.users[1].user_id .. "/all" },
+        { "GET", "/2/account_activity/subscriptions/count" }, { "GET", "/2/activity/stream" },
+        { "DELETE", "/2/activity/subscriptions?ids=1" }, { "PUT", "/2/activity/subscriptions/1" },
+        { "DELETE", "/2/activity/subscriptions/1" },
+      } do
+        local res = c:call(call[1], call[2], { auth = tok, json = {} })
+        assert.equal(403, res.status, call[1] .. " " .. call[2] .. " " .. res.body)
+        assert.equal("Unsupported Authentication", res.json.title, call[2])
+        assert.truthy(res.json.detail:find("OAuth 2.0 User Context is forbidden", 1, true), res.body)
+      end
+      for _, call in ipairs {
+        { "GET", "/1.1/account_activity/webhooks.json" },
+        { "POST", "/1.1/account_activity/webhooks/" .. id .. "/subscriptions/all.json" },
+        { "GET", "/1.1/account_activity/all/dev/subscriptions.json" },
+      } do
+        local res = c:call(call[1], call[2], { auth = tok })
+        assert.equal(403, res.status, call[2])
+        assert.equal(220, res.json.errors[1].code, call[2])
+      end
+    end)
+
+    it("subscribes private XAA events with the scope each family needs, naming the missing one", function()
+      local uid = cfg.users[1].user_id
+      local function create(token, et, filter)
+        return c:call("POST", "/2/activity/subscriptions", { auth = bearer(token),
+          json = { event_type = et, filter = filter or { user_id = uid } } })
+      end
+      local all = cfg.users[1].oauth2.access_token
+      for _, et in ipairs { "dm.received", "like.create", "post.mention.create", "mute.mute", "block.block",
+        "chat.received", "post.create" } do
+        local res = create(all, et)
+        assert.equal(200, res.status, et .. " " .. res.body)
+      end
+      local narrow = login { scope = { "users.read" } }.access_token
+      for et, scope in pairs { ["dm.received"] = "dm.read", ["chat.sent"] = "dm.read", ["like.create"] = "like.read",
+        ["post.reply.create"] = "tweet.read", ["mute.unmute"] = "mute.read", ["block.unblock"] = "block.read",
+        ["broadcast.chat"] = "broadcast.read", ["profile.update.bio"] = "tweet.read" } do
+        local res = create(narrow, et)
+        assert.equal(403, res.status, et)
+        assert.truthy(res.json.detail:find(scope, 1, true), et .. ": " .. res.body)
+      end
+      -- another user's private events need that user's consent
+      local res = create(all, "dm.sent", { user_id = cfg.users[2].user_id })
+      assert.equal(403, res.status)
+    end)
+
+    it("lists XAA subscriptions with like.read and tweet.read", function()
+      assert.equal(200, c:call("GET", "/2/activity/subscriptions",
+        { auth = bearer(cfg.users[1].oauth2.access_token) }).status)
+      local t = login { scope = { "tweet.read", "users.read" } }
+      local res = c:call("GET", "/2/activity/subscriptions", { auth = bearer(t.access_token) })
+      assert.equal(403, res.status)
+      assert.truthy(res.json.detail:find("like.read", 1, true))
+    end)
+
+    it("updates and deletes XAA subscriptions with the app bearer only", function()
+      local uid = cfg.users[1].user_id
+      local res = c:call("POST", "/2/activity/subscriptions",
+        { json = { event_type = "post.create", filter = { user_id = uid } } })
+      local id = res.json.data.subscription.subscription_id
+      for _, who in ipairs { cfg.users[1], "owner" } do
+        assert.equal(403, c:call("PUT", "/2/activity/subscriptions/" .. id, { auth = who, json = { tag = "x" } }).status)
+        assert.equal(403, c:call("DELETE", "/2/activity/subscriptions/" .. id, { auth = who }).status)
+      end
+      assert.equal(200, c:call("PUT", "/2/activity/subscriptions/" .. id, { json = { tag = "x" } }).status)
+      assert.equal(200, c:call("DELETE", "/2/activity/subscriptions/" .. id).status)
+    end)
+  end)
 end)
