@@ -532,7 +532,7 @@ M.CRC_BUDGET = 3
 
 local function uuid_token()
   local core = require "account_activity.core"
-  local b = core.random_bytes(16)
+  local b = assert(core.random_bytes(16)) -- nil, err only when RAND_bytes fails
   local hex = b:gsub(".", function(ch) return string.format("%02x", ch:byte()) end)
   local uuid = hex:sub(1, 8) .. "-" .. hex:sub(9, 12) .. "-4" .. hex:sub(14, 16) .. "-a" .. hex:sub(18, 20)
     .. "-" .. hex:sub(21, 32)
