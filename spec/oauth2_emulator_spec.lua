@@ -387,6 +387,41 @@ describe("account-activity auth (CLI) on the emulator", function()
     status, text = cli("auth list --store " .. store_path)
     assert.matches("no OAuth 2.0 users", text)
   end)
+
+  it("login opens a browser when there is a display, and refuses a redirect whose state is not ours", function()
+    local bin = tmpfile()
+    assert(os.execute("mkdir -p " .. bin))
+    local opened = bin .. "/opened"
+    local f = io.open(bin .. "/xdg-open", "w")
+    f:write("#!/bin/sh\nprintf '%s' \"$1\" > " .. opened .. "\n")
+    f:close()
+    assert(os.execute("chmod +x " .. bin .. "/xdg-open"))
+    local port = math.random(20000, 59000)
+    local errfile = tmpfile()
+    local p = io.popen("DISPLAY=:99 PATH=" .. bin .. ":$PATH " .. INTERP .. " bin/account-activity --config " .. cfg_file
+      .. " --base-url " .. emu.url .. " auth login --timeout 60 --port " .. port .. " --store " .. store_path
+      .. " 2>" .. errfile .. "; echo EXIT=$?")
+    local url
+    local deadline = core.now() + 30
+    while core.now() < deadline do
+      url = read(opened)
+      if url and url ~= "" then break end
+      core.sleep(0.05)
+    end
+    assert(url and url:match("/i/oauth2/authorize%?"), "no browser was opened: " .. tostring(read(errfile)))
+    local s = core.session { timeout = 10 }
+    assert(s:request { method = "GET", url = "http://127.0.0.1:" .. port .. "/callback?code=forged&state=forged" })
+    s:close()
+    local out = p:read("*a")
+    p:close()
+    local err_text = read(errfile) or ""
+    os.remove(errfile)
+    os.execute("rm -rf " .. bin)
+    seen[#seen + 1] = err_text
+    assert.matches("EXIT=1", out)
+    assert.matches("state", err_text)
+    assert.is_nil(aa.token_store.file(store_path):list()[1])
+  end)
 end)
 
 describe("README: Moving to the X Activity API", function()
