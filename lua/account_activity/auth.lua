@@ -1,22 +1,30 @@
---- OAuth 2.0 user context on a request: which access token a user's call
--- sends, and the refresh (before expiry, and once after a 401).
+--- How a request is authorised: OAuth 1.0a (the owner's or the user's
+-- tokens), the app bearer, Basic, and OAuth 2.0 user context: which access
+-- token a user's call sends, and the refresh (before expiry, and once
+-- after a 401).
 --
 -- A user is { user_id, oauth2 = token } or { user_id, oauth2 = true } (the
 -- token comes from client.token_store). Refreshes of one user run under
 -- store:lock(user_id), and read the store again inside it: when another
 -- process already rotated the token, that token is used and no second
 -- refresh is sent (the old refresh token is spent: X refuses it).
--- OAuth 1.0a, the app bearer and Basic are built in client.lua's _authorize.
 local errors = require "account_activity.errors"
 local oauth2 = require "account_activity.oauth2"
 local token_store = require "account_activity.token_store"
 
 local M = {}
 
+local core_mod
+local function core()
+  if not core_mod then core_mod = require "account_activity.core" end
+  return core_mod
+end
+
+local function pe(s) return core().percent_encode(s) end
+
 local function expiring(token, now)
   return type(token.expires_at) == "number" and token.expires_at - now <= oauth2.REFRESH_MARGIN
 end
-M.expiring = expiring
 
 local function auth_error(fname, message)
   return errors.make("auth", fname .. ": " .. message, nil)
@@ -112,14 +120,60 @@ function M.after_401(client, user, sent, fname)
   return true
 end
 
---- Does the user carry an OAuth 2.0 token (or a reference to the store's)?
-function M.has_oauth2(user)
-  return type(user) == "table" and (user.oauth2 == true or type(user.oauth2) == "table")
-end
-
---- Does the user carry OAuth 1.0a tokens?
-function M.has_oauth1(user)
-  return type(user) == "table" and type(user.access_token) == "string" and type(user.access_token_secret) == "string"
+--- The Authorization header of one attempt -> the auth used | nil, err.
+-- `s` holds the client's credentials (client.lua keeps them out of reach of
+-- pairs(client)); the app bearer is fetched when needed. A user call goes
+-- out with OAuth 2.0 where X accepts it (call.oauth2, from endpoints.lua) or
+-- when the user has nothing else, else with the user's OAuth 1.0a tokens.
+function M.authorize(self, s, call, url, headers)
+  local auth = call.auth
+  if auth == "user_or_app" then auth = s.access_token and "user" or "app" end
+  if auth == "subscriber" and call.user.oauth2 ~= nil and (call.oauth2 or call.user.access_token == nil) then
+    -- X takes OAuth 2.0 here (or the user has nothing else: request() lets the caller decide)
+    auth = "oauth2_user"
+  end
+  if auth == "oauth2_user" then
+    local token, err = M.bearer_for(self, call.user, call.name)
+    if not token then return nil, err end
+    call.oauth2_sent = token
+    headers["Authorization"] = "Bearer " .. token
+  elseif auth == "oauth2_token" then
+    headers["Authorization"] = "Bearer " .. call.bearer
+  elseif auth == "oauth2_client" then
+    -- RFC 6749 2.3.1: a confidential client authenticates with Basic; a
+    -- public one names itself in the body.
+    if s.client_secret then
+      headers["Authorization"] = "Basic "
+        .. core().base64_encode(pe(s.client_id) .. ":" .. pe(s.client_secret))
+    end
+  elseif auth == "app" then
+    local token, err = self:_bearer_for_call(call)
+    if not token then return nil, err end
+    headers["Authorization"] = "Bearer " .. token
+  elseif auth == "user" or auth == "subscriber" then
+    local token, token_secret
+    if auth == "user" then
+      if not s.access_token then
+        error(call.name .. ": needs the app owner's access_token and access_token_secret (client options)", 0)
+      end
+      token, token_secret = s.access_token, s.access_token_secret
+    else
+      token, token_secret = call.user.access_token, call.user.access_token_secret
+    end
+    local ts
+    if self.skew then ts = tostring(math.floor(os.time() + self.skew)) end
+    headers["Authorization"] = core().oauth1_header {
+      method = call.method, url = url, params = call.form,
+      consumer_key = s.consumer_key, consumer_secret = s.consumer_secret,
+      token = token, token_secret = token_secret, timestamp = ts,
+    }
+  elseif auth == "basic" then
+    headers["Authorization"] = "Basic "
+      .. core().base64_encode(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
+  elseif auth ~= "none" then
+    error("unknown auth " .. tostring(auth), 0)
+  end
+  return auth
 end
 
 return M

@@ -476,57 +476,10 @@ end
 
 function Client:_oauth2_client_id() return secrets[self].client_id end
 
--- Headers and body for one attempt; fetches the bearer token when needed.
+-- Headers and body for one attempt (auth.lua; the credentials stay in this
+-- file's `secrets` and are handed over per call).
 function Client:_authorize(call, url, headers)
-  local s = secrets[self]
-  local auth = call.auth
-  if auth == "user_or_app" then auth = s.access_token and "user" or "app" end
-  if auth == "subscriber" and call.user.oauth2 ~= nil and (call.oauth2 or call.user.access_token == nil) then
-    -- X takes OAuth 2.0 here (or the user has nothing else: request() lets the caller decide)
-    auth = "oauth2_user"
-  end
-  if auth == "oauth2_user" then
-    local token, err = require("account_activity.auth").bearer_for(self, call.user, call.name)
-    if not token then return nil, err end
-    call.oauth2_sent = token
-    headers["Authorization"] = "Bearer " .. token
-  elseif auth == "oauth2_token" then
-    headers["Authorization"] = "Bearer " .. call.bearer
-  elseif auth == "oauth2_client" then
-    -- RFC 6749 2.3.1: a confidential client authenticates with Basic; a
-    -- public one names itself in the body.
-    if s.client_secret then
-      headers["Authorization"] = "Basic "
-        .. core().base64_encode(pe(s.client_id) .. ":" .. pe(s.client_secret))
-    end
-  elseif auth == "app" then
-    local token, err = self:_bearer_for_call(call)
-    if not token then return nil, err end
-    headers["Authorization"] = "Bearer " .. token
-  elseif auth == "user" or auth == "subscriber" then
-    local token, token_secret
-    if auth == "user" then
-      if not s.access_token then
-        error(call.name .. ": needs the app owner's access_token and access_token_secret (client options)", 0)
-      end
-      token, token_secret = s.access_token, s.access_token_secret
-    else
-      token, token_secret = call.user.access_token, call.user.access_token_secret
-    end
-    local ts
-    if self.skew then ts = tostring(math.floor(os.time() + self.skew)) end
-    headers["Authorization"] = core().oauth1_header {
-      method = call.method, url = url, params = call.form,
-      consumer_key = s.consumer_key, consumer_secret = s.consumer_secret,
-      token = token, token_secret = token_secret, timestamp = ts,
-    }
-  elseif auth == "basic" then
-    headers["Authorization"] = "Basic "
-      .. core().base64_encode(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
-  elseif auth ~= "none" then
-    error("unknown auth " .. tostring(auth), 0)
-  end
-  return auth
+  return require("account_activity.auth").authorize(self, secrets[self], call, url, headers)
 end
 
 -- Seconds to wait before the next attempt, from the server's hints.
