@@ -150,3 +150,41 @@ describe("token_store.file on disk", function()
     assert.is_false(ts.is_store({ get = print }))
   end)
 end)
+
+describe("store:lock inside nginx (light threads of one worker)", function()
+  -- A stand-in for ngx: a content phase whose sleep yields to a scheduler,
+  -- as a cosocket wait lets another light thread run.
+  local saved
+  before_each(function()
+    saved = rawget(_G, "ngx")
+    local t = 0
+    _G.ngx = { get_phase = function() return "content" end, now = function() return t end,
+               update_time = function() t = t + 0.001 end, sleep = function() coroutine.yield() end }
+  end)
+  after_each(function() _G.ngx = saved end)
+
+  for _, kind in ipairs { "memory", "file" } do
+    it(kind .. ": a second thread for the same user waits until the first is done", function()
+      local path = os.tmpname()
+      local store = kind == "memory" and aa.token_store.memory() or aa.token_store.file(path)
+      local log = {}
+      local function worker(name)
+        return coroutine.create(function()
+          store:lock("42", function()
+            log[#log + 1] = name .. " in"
+            coroutine.yield() -- the refresh's HTTP wait
+            log[#log + 1] = name .. " out"
+          end)
+        end)
+      end
+      local a, b = worker("a"), worker("b")
+      for _ = 1, 10 do
+        if coroutine.status(a) ~= "dead" then assert(coroutine.resume(a)) end
+        if coroutine.status(b) ~= "dead" then assert(coroutine.resume(b)) end
+      end
+      assert.same({ "a in", "a out", "b in", "b out" }, log)
+      os.remove(path)
+      os.remove(path .. ".lock")
+    end)
+  end
+end)

@@ -128,12 +128,36 @@ end
 
 function Memory:list() return sorted_ids(memory_tokens[self]) end
 
--- One process: nothing else can refresh between our read and our write
--- unless fn itself yields, and the client's refresh never does.
+-- One process: in a plain script nothing runs between a refresh's read and
+-- its write (the client's refresh does not yield even inside a batch).
+-- Inside nginx a refresh waits on a cosocket, so another light thread of the
+-- same worker could start a second refresh of the same user: it waits here
+-- for its turn, then runs `fn` through `enter` (the file store's flock).
+local busy_users = setmetatable({}, { __mode = "k" })
+
+local function one_at_a_time(store, user_id, enter, fn)
+  local busy = busy_users[store] or {}
+  busy_users[store] = busy
+  local runtime = require "account_activity.runtime"
+  local me = coroutine.running() or true
+  if busy[user_id] and busy[user_id] ~= me and runtime.cosocket_phase() then
+    local deadline = runtime.monotonic() + (store.lock_timeout or 30)
+    while busy[user_id] do
+      if runtime.monotonic() > deadline then
+        return nil, errors.make("store", "timed out waiting for the lock on user " .. user_id, nil)
+      end
+      runtime.sleep(0.01)
+    end
+  end
+  local outer = busy[user_id]
+  busy[user_id] = me
+  return guarded(function() busy[user_id] = outer end, enter, fn)
+end
+
 function Memory:lock(user_id, fn)
   check_user_id("lock", user_id)
   check_fn("lock", fn)
-  return fn()
+  return one_at_a_time(self, user_id, function(f) return f() end, fn)
 end
 
 function Memory:__tostring()
@@ -274,7 +298,7 @@ end
 function File:lock(user_id, fn)
   check_user_id("lock", user_id)
   check_fn("lock", fn)
-  return self:_locked(fn)
+  return one_at_a_time(self, user_id, function(f) return self:_locked(f) end, fn)
 end
 
 function File:__tostring()
