@@ -31,7 +31,7 @@ M.entries = {
   { "replay", "client:replay(webhook_id, from, to)", "Start a replay job; from/to are os.time() numbers or \"YYYYMMDDhhmm\" UTC -> {job_id, created_at}." },
   { "bearer_token", "client:bearer_token()", "The app-only bearer token: configured, cached, or fetched from /oauth2/token -> token string." },
   { "invalidate_bearer_token", "client:invalidate_bearer_token()", "Revoke the app-only bearer token (POST /oauth2/invalidate_token) and forget it -> true." },
-  { "request", "client:request(method, path, opts)", "Any endpoint, signed: opts.auth = \"user\"|\"app\"|\"subscriber\", opts.query, opts.json, opts.form, opts.user -> response." },
+  { "request", "client:request(method, path, opts)", "Any endpoint, signed: opts.auth = \"user\"|\"app\"|\"subscriber\", opts.query, opts.json, opts.form, opts.user (OAuth 1.0a, or OAuth 2.0 {user_id, oauth2}), opts.oauth2 (prefer OAuth 2.0 for a user with both) -> response." },
   { "close", "client:close()", "Drop the client's HTTP connection (it reconnects on next use)." },
   { "credentials", "client:credentials()", "Which credentials are set -> {consumer_key = true, access_token = bool, bearer_token = bool, ...} (never values)." },
   -- OAuth 2.0 user context (oauth2.lua)
@@ -48,7 +48,7 @@ M.entries = {
   { "health", "client:health(webhook_id or url)", "Exists? valid? how many subscriptions? and our CRC answer and latency at the public URL." },
   -- X Activity API
   { "activity_subscribe", "client:activity_subscribe{event_type, filter, tag, webhook_id, user}", "Create one X Activity API subscription." },
-  { "activity_subscriptions", "client:activity_subscriptions{max_results, pagination_token, all}", "List X Activity API subscriptions (all pages with all = true)." },
+  { "activity_subscriptions", "client:activity_subscriptions{max_results, pagination_token, all, user}", "List X Activity API subscriptions (all pages with all = true; user: with that user's tokens instead of the app bearer)." },
   { "activity_update", "client:activity_update(id, {tag, webhook_id})", "Update an X Activity API subscription." },
   { "activity_unsubscribe", "client:activity_unsubscribe(id)", "Delete an X Activity API subscription." },
   { "activity_unsubscribe_many", "client:activity_unsubscribe_many(ids)", "Delete many X Activity API subscriptions -> per-id report." },
