@@ -390,6 +390,72 @@ describe("account-activity CLI", function()
     os.remove(one)
   end)
 
+  it("up: endpoint, webhook, subscriptions and a tail in one command; Ctrl-C undoes what it did", function()
+    local core = require "account_activity.core"
+    local one = os.tmpname()
+    local f = io.open(one, "w")
+    f:write(cjson.encode { cfg.users[11] })
+    f:close()
+    local out, err = os.tmpname(), os.tmpname()
+    local pid = io.popen(INTERP .. " bin/account-activity " .. with_config("up --users " .. q(one) .. " --timeout 60")
+      .. " >" .. out .. " 2>" .. err .. " & echo $!"):read("*l")
+    local function wait(file, pattern)
+      local deadline = core.now() + 20
+      repeat
+        local text = read(file)
+        if text:find(pattern) then return text end
+        core.sleep(0.05)
+      until core.now() > deadline
+      return read(file)
+    end
+    local banner = wait(err, "listening on")
+    local wh_id = banner:match("up: webhook (%d+) registered for ")
+    assert.is_string(wh_id, banner)
+    assert.matches("added 1, kept 0", banner)
+    local st = emu:control("GET", "/_emulator/state")
+    local mine
+    for _, w in ipairs(st.webhooks) do if w.id == wh_id then mine = w end end
+    assert.is_table(mine)
+    emu:control("POST", "/_emulator/deliver", { user_id = cfg.users[11].user_id, type = "follow", wait = true })
+    local text = wait(out, "follow%s+for " .. cfg.users[11].user_id)
+    assert.matches("follow%s+for " .. cfg.users[11].user_id, text)
+    os.execute("kill -INT " .. pid)
+    local gone = wait(err, "deleted webhook")
+    assert.matches("up: deleted webhook " .. wh_id, gone)
+    -- the process is gone, and so is its webhook
+    local function alive()
+      local a = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+      return a == true or a == 0
+    end
+    local deadline = core.now() + 10
+    while core.now() < deadline and alive() do core.sleep(0.05) end
+    assert.is_false(alive())
+    st = emu:control("GET", "/_emulator/state")
+    for _, w in ipairs(st.webhooks) do assert.are_not.equal(wh_id, w.id) end
+    for _, p in ipairs { one, out, err } do os.remove(p) end
+  end)
+
+  it("up on a webhook that already exists removes only the subscriptions it added", function()
+    local id = webhook_id()
+    local before = cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))).user_ids
+    local st = emu:control("GET", "/_emulator/state")
+    local url
+    for _, w in ipairs(st.webhooks) do if w.id == id then url = w.url end end
+    local one = os.tmpname()
+    local f = io.open(one, "w")
+    f:write(cjson.encode { cfg.users[12] })
+    f:close()
+    local code, _, err = run(with_config("up --url " .. q(url) .. " --users " .. q(one) .. " --timeout 1"))
+    assert.are.equal(0, code, err)
+    assert.matches("up: webhook " .. id .. " reused", err)
+    assert.matches("removed the 1 subscriptions it added; webhook " .. id .. " kept", err)
+    local after = cjson.decode((select(2, run(with_config("subs list " .. id .. " --json"))))).user_ids
+    table.sort(before)
+    table.sort(after)
+    assert.are.same(before, after)
+    os.remove(one)
+  end)
+
   it("never prints a secret", function()
     local secrets = { cfg.app.consumer_secret, cfg.app.bearer_token, cfg.app.owner.access_token_secret,
       cfg.app.owner.access_token }

@@ -334,3 +334,77 @@ describe("core.json_decode arguments", function()
     end)
   end
 end)
+
+-- The delivery path's opt-in departures (events.parse): X has sent texts cut
+-- inside a surrogate pair, and ids as JSON numbers past 2^53.
+describe("core.json_decode delivery options", function()
+  local LENIENT = { lone_surrogates = "replace", big_integers = "string" }
+  local FFFD = "\239\191\189"
+
+  it("decode a lone surrogate escape as U+FFFD when asked, and refuse it by default", function()
+    local cases = {
+      { [["\ud800"]], FFFD },
+      { [["\udc00"]], FFFD },
+      { [["ab\ud800\u0041"]], "ab" .. FFFD .. "A" },
+      { [["\ud800\ud800\udc00"]], FFFD .. "\240\144\128\128" }, -- a high half, then a pair
+      { [["\udbff"]], FFFD },
+      { [["x\ud83d"]], "x" .. FFFD },                           -- a text cut after the high half
+      { [["\ud83d\ude00\udc00\ud83d"]], "\240\159\152\128" .. FFFD .. FFFD },
+      { [["\ud800\n"]], FFFD .. "\n" },
+    }
+    for _, c in ipairs(cases) do
+      assert.are.equal(c[2], decode(c[1], LENIENT), c[1])
+      assert.are.equal(c[2], decode(c[1], { lone_surrogates = "replace" }), c[1])
+      local v, err = decode(c[1])
+      assert.is_nil(v, c[1])
+      assert.matches("unpaired UTF%-16 surrogate", err)
+      assert.is_nil((decode(c[1], { lone_surrogates = "error" })))
+    end
+    -- every other refusal stands
+    assert.are.same({ nil, "invalid \\u escape at byte 2" }, { decode([["\ud80"]], LENIENT) })
+    assert.are.same({ nil, "leading zero in number at byte 1" }, { decode("01", LENIENT) })
+  end)
+
+  it("keep integers past 2^53 as their exact digits when asked", function()
+    local t = assert(decode([[{"for_user_id": 1234567890123456789012, "a": 9007199254740993,
+      "b": 9007199254740992, "c": -9007199254740993, "d": 1050118621198921728, "e": 1.5,
+      "f": 12345678901234567890.5, "g": 1e300, "h": 2244994945, "i": [18446744073709551617]}]], LENIENT))
+    assert.are.equal("1234567890123456789012", t.for_user_id)
+    assert.are.equal("9007199254740993", t.a)
+    assert.are.equal(9007199254740992, t.b) -- 2^53 itself is exact: a number, as cjson gives it
+    assert.are.equal("-9007199254740993", t.c)
+    assert.are.equal("1050118621198921728", t.d)
+    assert.are.equal(1.5, t.e)
+    assert.is_number(t.f) -- not an integer literal: cjson's double
+    assert.are.equal(1e300, t.g)
+    assert.are.equal(2244994945, t.h)
+    assert.are.equal("18446744073709551617", t.i[1]) -- past 2^64, where the digit count decides
+    assert.is_number(decode("9007199254740993")) -- the default is cjson's double
+    assert.is_number(decode("9007199254740993", { big_integers = "number" }))
+  end)
+
+  it("give cjson's values on everything the options do not touch", function()
+    for _, body in ipairs(bodies) do
+      local got = assert(decode(body, LENIENT))
+      local want = cjson.decode(body)
+      -- the one departure in these bodies: tweet ids past 2^53
+      want.tweet_create_events = want.tweet_create_events and got.tweet_create_events
+      want.favorite_events = want.favorite_events and got.favorite_events
+      assert.is_nil(diff(got, want))
+    end
+    local got = decode(bodies[1], LENIENT).tweet_create_events[1]
+    assert.are.equal(got.id_str, got.id)
+    assert.is_nil(diff(decode(bodies[2], LENIENT), cjson.decode(bodies[2])))
+  end)
+
+  it("check their arguments", function()
+    local ok, err = pcall(decode, "1", { lone_surrogates = "yes" })
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to '[^']*' %(field 'lone_surrogates' must be \"error\" or \"replace\"%)", err)
+    assert.has_error(function() decode("1", { big_integers = true }) end)
+    assert.has_error(function() decode("[]", { max_depth = 0 }) end)
+    assert.has_error(function() decode("[]", { max_depth = "deep" }) end)
+    assert.is_nil((decode("[[1]]", { max_depth = 1 })))
+    assert.is_table(decode("[[1]]", { max_depth = 2 }))
+  end)
+end)

@@ -118,6 +118,32 @@ describe("errors", function()
     assert.are.equal(30, e.retry_after)
   end)
 
+  -- a header sent twice reaches the client joined ("0, 99"), and tonumber
+  -- of that is nil: the rate limit was lost exactly when it was exhausted
+  it("reads repeated rate-limit headers as their most restrictive value", function()
+    local e = errors.from_response(res(429, "", {
+      ["x-rate-limit-limit"] = "900, 15", ["x-rate-limit-remaining"] = "0, 99",
+      ["x-rate-limit-reset"] = "1700000900,1700000000", ["retry-after"] = "5, 30" }), REQ)
+    assert.are.same({ limit = 15, remaining = 0, reset = 1700000900 }, e.rate_limit)
+    assert.are.equal(30, e.retry_after)
+    assert.are.same({ limit = 15, remaining = 0, reset = 1700000900 }, errors.rate_limit {
+      ["x-rate-limit-limit"] = "15", ["x-rate-limit-remaining"] = "99, 0", ["x-rate-limit-reset"] = " 1700000900 , x" })
+    assert.are.same({}, errors.rate_limit { ["x-rate-limit-remaining"] = "soon, later" })
+  end)
+
+  it("gives the client's response.rate_limit and retry wait from repeated headers", function()
+    local aa = require "account_activity"
+    local calls = 0
+    local c = aa.new { consumer_key = "k", consumer_secret = "s", bearer_token = "b", retries = 0,
+      transport = function()
+        calls = calls + 1
+        return { status = 200, body = '{"ok":true}', headers = { ["content-type"] = "application/json",
+          ["x-rate-limit-limit"] = "15, 15", ["x-rate-limit-remaining"] = "0, 99", ["x-rate-limit-reset"] = "1700000900" } }
+      end }
+    local _, r = assert(c:request("GET", "/1.1/account_activity/all/webhooks.json", { auth = "app" }))
+    assert.are.same({ limit = 15, remaining = 0, reset = 1700000900 }, r.rate_limit)
+  end)
+
   it("redacts secret query parameters and user info from the request URL", function()
     local e = errors.from_response(res(500, ""), { method = "POST",
       url = "https://user:pw@api.twitter.com/oauth2/invalidate_token?access_token=AAAA%2Fsecret&x=1&oauth_signature=abc" })

@@ -181,11 +181,34 @@ describe("events.parse (AAA)", function()
     assert.are_not.equal(f[1].id, f[2].id)
   end)
 
-  it("a numeric id without id_str is hashed, not turned into a lossy number", function()
-    local ev = one([[{"for_user_id":"1","tweet_create_events":[{"id":1050118621198921728,"text":"t"}]}]])
+  it("a numeric id past 2^53 without id_str keeps its exact digits", function()
+    local ev = one([[{"for_user_id":"1","tweet_create_events":[{"id":1050118621198921733,"text":"t"}]}]])
+    assert.are.equal("1050118621198921733", ev.id)
+    assert.are.equal("1050118621198921733", ev.item.id)
+  end)
+
+  it("a lossy numeric id (an already decoded table) is hashed, never used", function()
+    local ev = one(cjson.decode([[{"for_user_id":"1","tweet_create_events":[{"id":1050118621198921733,"text":"t"}]}]]))
     assert.is_string(ev.id)
-    assert.are_not.equal("1050118621198921728", ev.id)
+    assert.are_not.equal("1050118621198921733", ev.id)
     assert.matches("^%x+$", ev.id)
+  end)
+
+  it("a for_user_id sent as a number past 2^53 routes by its exact digits", function()
+    for _, digits in ipairs { "1234567890123456789", "1234567890123456789012", "9007199254740993" } do
+      local body = ([[{"for_user_id":%s,"favorite_events":[{"id":"ab"}]}]]):format(digits)
+      assert.are.equal(digits, one(body).for_user_id)
+      local hit
+      local r = events.router()
+      r:for_user(digits):on("favorite", function() hit = true end)
+      r:dispatch(body)
+      assert.is_true(hit, digits)
+    end
+  end)
+
+  it("a lone surrogate escape in a delivery decodes as U+FFFD", function()
+    local ev = one([[{"for_user_id":"1","favorite_events":[{"id":"ab","text":"x\ud800y\udfff"}]}]])
+    assert.are.equal("x\239\191\189y\239\191\189", ev.item.text)
   end)
 
   it("a numeric for_user_id becomes a string", function()

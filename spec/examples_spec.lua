@@ -70,6 +70,58 @@ describe("examples", function()
     end)
   end
 
+  it("examples/nginx/nginx.conf runs as written: a CRC, a signed delivery logged by webhook_app.lua", function()
+    -- The same files, with only the port and the /tmp paths made this run's own.
+    local core = require "account_activity.core"
+    local dir = io.popen("mktemp -d /tmp/aa-nginx-example.XXXXXX"):read("*l")
+    local port = 20000 + math.random(0, 30000)
+    for _, name in ipairs { "nginx.conf", "webhook.conf" } do
+      local text = read("examples/nginx/" .. name):gsub("/tmp/aa%-webhook%-example", dir .. "/run")
+        :gsub("127%.0%.0%.1:8080", "127.0.0.1:" .. port)
+      local f = io.open(dir .. "/" .. name, "w")
+      f:write(text)
+      f:close()
+    end
+    local secret = "example-secret-0123456789"
+    local pid = io.popen("TWITTER_CONSUMER_SECRET=" .. secret .. " nginx -p \"$PWD\" -c " .. dir
+      .. "/nginx.conf -e " .. dir .. "/early.log >" .. dir .. "/out.log 2>&1 & echo $!"):read("*l")
+    local session = core.session { timeout = 5 }
+    local url = "http://127.0.0.1:" .. port .. "/webhooks/twitter"
+    local token = "ZDRiNDY0ZDgtNzdkMi00NWEzLWI1ZjQtNjk2N2NmMzM5YzBh"
+    local crc
+    local deadline = core.now() + 10
+    repeat
+      crc = session:request { method = "GET", url = url .. "?crc_token=" .. token }
+      if not crc then core.sleep(0.05) end
+    until crc or core.now() > deadline
+    local ok, err = pcall(function()
+      assert(crc, "nginx did not answer: " .. read(dir .. "/out.log"))
+      assert.are.equal(200, crc.status)
+      assert.are.equal(require("account_activity").crc_response(secret, token), cjson.decode(crc.body).response_token)
+      local body = '{"for_user_id":"2244994945","follow_events":[{"type":"follow","source":{"id":"1"},'
+        .. '"target":{"id":"2244994945"}}]}'
+      local sig = "sha256=" .. core.base64_encode(core.hmac_sha256(secret, body))
+      local r = assert(session:request { method = "POST", url = url, body = body,
+        headers = { ["Content-Type"] = "application/json", ["x-twitter-webhooks-signature"] = sig } })
+      assert.are.equal(200, r.status)
+      local bad = assert(session:request { method = "POST", url = url, body = body,
+        headers = { ["x-twitter-webhooks-signature"] = "sha256=AAAA" } })
+      assert.are.equal(401, bad.status)
+      local logged
+      local until_t = core.now() + 5
+      repeat
+        logged = read(dir .. "/out.log"):find("follow for 2244994945 (aaa)", 1, true)
+        if not logged then core.sleep(0.05) end
+      until logged or core.now() > until_t
+      assert.is_truthy(logged, read(dir .. "/out.log"))
+      assert.is_nil(read(dir .. "/out.log"):find(secret, 1, true))
+    end)
+    session:close()
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.2; kill -9 " .. pid .. " 2>/dev/null") end
+    os.execute("rm -rf " .. dir)
+    assert(ok, err)
+  end)
+
   it("a script starts its own emulator and endpoint when given nothing", function()
     local out = os.tmpname()
     local a, _, c = os.execute("env -u AA_BASE_URL -u TWITTER_API_BASE_URL " .. INTERP

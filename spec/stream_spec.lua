@@ -165,6 +165,21 @@ describe("stream reconnects", function()
     assert.is_true(clock.now > 1700000000)
   end)
 
+  it("honours a 429 whose rate-limit headers came twice (joined by a proxy)", function()
+    local c, op, s, sleeps = make {
+      { lines = { envelope("1") }, after = "network" },
+      { status = 429, headers = { ["x-rate-limit-reset"] = "1700000100, 1700000500" }, body = "{}" },
+      { lines = { envelope("2") }, after = "closed" },
+      default = { status = 401, body = "{}" },
+    }
+    local st = assert(c:stream(s))
+    assert.are.equal("1", st:next().id)
+    assert.are.equal("2", st:next().id)
+    assert.are.equal(3, #op.requests)
+    assert.is_true(sleeps[2] >= 1700000500 - 1700000000 - 5, "waited only " .. tostring(sleeps[2]))
+    st:close()
+  end)
+
   it("jitter stays within 0-25 %", function()
     for n = 1, 10 do
       for _, r in ipairs { 0, 0.3, 0.999 } do

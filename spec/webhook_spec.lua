@@ -255,6 +255,30 @@ describe("webhook.handler: deliveries", function()
     assert.are.equal(0, #got.events)
   end)
 
+  -- X has delivered texts cut inside a surrogate pair; a 400 makes X retry
+  -- the same bytes until it gives up, and the event is lost.
+  it("accepts a signed delivery with a lone surrogate escape, as U+FFFD", function()
+    local h, got = make()
+    local body = [[{"for_user_id":"2244994945","tweet_create_events":[{"id_str":"1050118621198921728",]]
+      .. [["text":"cut here \ud83d","quoted":{"text":"\udc4d and \ud83d\ud83d"}}]}]]
+    local res = post(h, body, { ["x-twitter-webhooks-signature"] = sign(X_SECRET, body) })
+    assert.are.equal(200, res.status)
+    assert.are.equal(1, #got.events)
+    assert.are.equal("cut here \239\191\189", got.events[1].item.text)
+    assert.are.equal("\239\191\189 and \239\191\189\239\191\189", got.events[1].item.quoted.text)
+  end)
+
+  it("routes a for_user_id sent as a number past 2^53 by its exact digits", function()
+    local seen = {}
+    local r = aa.router()
+    r:for_user("1234567890123456789"):on("favorite", function(ev) seen[#seen + 1] = ev.for_user_id end)
+    r:for_user("1234567890123456768"):on("favorite", function(ev) seen[#seen + 1] = "wrong " .. ev.for_user_id end)
+    local h = make { router = r, on_event = false }
+    local body = [[{"for_user_id":1234567890123456789,"favorite_events":[{"id":"ab"}]}]]
+    assert.are.equal(200, post(h, body, { ["x-twitter-webhooks-signature"] = sign(X_SECRET, body) }).status)
+    assert.are.same({ "1234567890123456789" }, seen)
+  end)
+
   it("still answers 200 when a user handler raises, and reports it", function()
     local reported = {}
     local r = events.router()

@@ -13,6 +13,14 @@
  * invalid UTF-8 pass through as bytes. The grammar is RFC 8259's, stricter
  * than lua-cjson: no leading zeros, hex, NaN, Infinity or raw control
  * characters in strings. Failure is nil plus a message naming the byte.
+ *
+ * Two opt-in departures, for webhook deliveries (events.parse): X has sent
+ * texts cut inside a surrogate pair, and refusing the body loses the event
+ * (X retries the same bytes), so lone_surrogates = "replace" decodes an
+ * unpaired \uD800-\uDFFF escape as U+FFFD; and big_integers = "string" keeps
+ * an integer past 2^53 (an id sent as a number) as its exact digits, since
+ * the nearest double names another user. Everywhere else the strict
+ * defaults hold.
  * Nothing here allocates outside Lua, so an error or a memory error at any
  * point leaves nothing behind. */
 #include <locale.h>
@@ -35,6 +43,8 @@ typedef struct {
     lua_State *L;
     const unsigned char *start, *p, *end;
     int depth, max_depth;
+    int replace_lone_surrogates; /* opts.lone_surrogates == "replace" */
+    int big_integers_as_strings; /* opts.big_integers == "string" */
     int scratch_idx;     /* stack slot of the scratch buffer */
     unsigned char *scratch; /* NULL until a string with escapes needs it */
     const char *err;
@@ -178,13 +188,20 @@ static int parse_escaped(json_dec *d, const unsigned char *start, const unsigned
         case 'u': {
             unsigned cp, lo;
             if (end - p < 6 || !hex4(p + 2, &cp)) return fail(d, "invalid \\u escape", p);
-            if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(d, "unpaired UTF-16 surrogate", p);
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                if (!d->replace_lone_surrogates) return fail(d, "unpaired UTF-16 surrogate", p);
+                cp = 0xFFFD;
+            } else if (cp >= 0xD800 && cp <= 0xDBFF) {
                 if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !hex4(p + 8, &lo) ||
-                    lo < 0xDC00 || lo > 0xDFFF)
-                    return fail(d, "unpaired UTF-16 surrogate", p);
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
+                    lo < 0xDC00 || lo > 0xDFFF) {
+                    if (!d->replace_lone_surrogates) return fail(d, "unpaired UTF-16 surrogate", p);
+                    /* only the high half is replaced: whatever follows it
+                     * (another high half, a plain escape) is decoded next */
+                    cp = 0xFFFD;
+                } else {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    p += 6;
+                }
             }
             o += put_utf8(o, cp);
             p += 6;
@@ -246,7 +263,7 @@ static int is_digit(const unsigned char *p, const unsigned char *end) {
 
 static int parse_number(json_dec *d) {
     const unsigned char *start = d->p, *p = start, *end = d->end;
-    int neg = 0, simple = 1;
+    int neg = 0, simple = 1, integer = 1;
     uint64_t v = 0;
     if (*p == '-') {
         neg = 1;
@@ -265,13 +282,13 @@ static int parse_number(json_dec *d) {
     /* up to 15 digits a double holds exactly, so the cast is the value */
     if (p - start - neg > 15) simple = 0;
     if (p < end && *p == '.') {
-        simple = 0;
+        simple = integer = 0;
         p++;
         if (!is_digit(p, end)) return fail(d, "invalid number", start);
         while (is_digit(p, end)) p++;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
-        simple = 0;
+        simple = integer = 0;
         p++;
         if (p < end && (*p == '+' || *p == '-')) p++;
         if (!is_digit(p, end)) return fail(d, "invalid number", start);
@@ -280,6 +297,12 @@ static int parse_number(json_dec *d) {
     if (simple) {
         double x = (double)v;
         lua_pushnumber(d->L, neg ? -x : x);
+    } else if (integer && d->big_integers_as_strings &&
+               (p - start - neg > 19 || v > ((uint64_t)1 << 53))) {
+        /* past 2^53 a double rounds to a neighbour: an id would route to
+         * another user, so its exact digits are kept (20+ digits overflow v,
+         * but no leading zeros means they are all past 2^53) */
+        lua_pushlstring(d->L, (const char *)start, (size_t)(p - start));
     } else {
         /* strtod wants a terminated copy in the locale's decimal point */
         size_t n = (size_t)(p - start), i;
@@ -414,12 +437,46 @@ static int parse_value(json_dec *d) {
     }
 }
 
-/* core.json_decode(s [, max_depth]) -> value | nil, "<reason> at byte <n>" */
+/* A string option that is one of two words: 0 for the first (the default,
+ * also when absent), 1 for the second. */
+static int opt_choice(lua_State *L, const char *field, const char *off, const char *on) {
+    const char *v;
+    int r = 0;
+    lua_getfield(L, 2, field);
+    if (!lua_isnil(L, -1)) {
+        v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (v != NULL && strcmp(v, on) == 0) r = 1;
+        else if (v == NULL || strcmp(v, off) != 0) {
+            lua_pushfstring(L, "field '%s' must be \"%s\" or \"%s\"", field, off, on);
+            luaL_argerror(L, 2, lua_tostring(L, -1));
+        }
+    }
+    lua_pop(L, 1);
+    return r;
+}
+
+/* core.json_decode(s [, max_depth | opts]) -> value | nil, "<reason> at byte <n>"
+ * opts = { max_depth = 1..1000, lone_surrogates = "error" | "replace",
+ *          big_integers = "number" | "string" }; the defaults are strict
+ * and give lua-cjson's values. */
 static int l_json_decode(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    lua_Integer max_depth = luaL_optinteger(L, 2, JSON_MAX_DEPTH);
+    lua_Integer max_depth = JSON_MAX_DEPTH;
+    int replace = 0, big_strings = 0;
     json_dec d;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_getfield(L, 2, "max_depth");
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TNUMBER) luaL_argerror(L, 2, "field 'max_depth' must be an integer");
+            max_depth = lua_tointeger(L, -1);
+        }
+        lua_pop(L, 1);
+        replace = opt_choice(L, "lone_surrogates", "error", "replace");
+        big_strings = opt_choice(L, "big_integers", "number", "string");
+    } else {
+        max_depth = luaL_optinteger(L, 2, JSON_MAX_DEPTH);
+    }
     luaL_argcheck(L, max_depth >= 1 && max_depth <= JSON_MAX_DEPTH, 2, "max_depth must be 1 to 1000");
     lua_settop(L, 1);
     lua_pushnil(L); /* slot 2: the scratch buffer, made on demand */
@@ -428,6 +485,8 @@ static int l_json_decode(lua_State *L) {
     d.end = d.start + n;
     d.depth = 0;
     d.max_depth = (int)max_depth;
+    d.replace_lone_surrogates = replace;
+    d.big_integers_as_strings = big_strings;
     d.scratch_idx = 2;
     d.scratch = NULL;
     d.err = NULL;

@@ -9,10 +9,14 @@
 -- process already rotated the token, that token is used and no second
 -- refresh is sent (the old refresh token is spent: X refuses it).
 local errors = require "account_activity.errors"
-local oauth2 = require "account_activity.oauth2"
+local args = require "account_activity.args"
 local token_store = require "account_activity.token_store"
 
 local M = {}
+
+M.TOKEN_PATH, M.REVOKE_PATH = "/2/oauth2/token", "/2/oauth2/revoke"
+-- Refresh this long before expiry, so a token never expires in flight.
+M.REFRESH_MARGIN = 60
 
 local core_mod
 local function core()
@@ -22,8 +26,91 @@ end
 
 local function pe(s) return core().percent_encode(s) end
 
+---------------------------------------------------------------------------
+-- The token endpoint (RFC 6749 grants; the client secret, when there is
+-- one, goes in the Basic header M.authorize builds for "oauth2_client")
+---------------------------------------------------------------------------
+
+local function split_scope(s)
+  local out = {}
+  if type(s) == "string" then
+    for w in s:gmatch("%S+") do out[#out + 1] = w end
+  elseif type(s) == "table" then
+    for _, w in ipairs(s) do out[#out + 1] = tostring(w) end
+  end
+  return out
+end
+
+-- The token endpoint's answer -> a token table, or nil and the reason.
+local function token_from(json, now)
+  if type(json) ~= "table" or type(json.access_token) ~= "string" or json.access_token == "" then
+    return nil, "the token endpoint's answer has no access_token"
+  end
+  local ttl = tonumber(json.expires_in)
+  return {
+    access_token = json.access_token,
+    refresh_token = type(json.refresh_token) == "string" and json.refresh_token ~= "" and json.refresh_token or nil,
+    expires_at = ttl and math.floor(now + ttl) or nil,
+    scope = split_scope(json.scope),
+    token_type = type(json.token_type) == "string" and json.token_type:lower() or "bearer",
+  }
+end
+
+M.OAUTH_ERROR_KIND = { invalid_scope = "forbidden", access_denied = "forbidden" }
+
+-- An RFC 6749 error body ({error, error_description}) into err: the reason
+-- and a message, and no copy of the body (it is the token endpoint's).
+local function oauth_error(err)
+  local j = type(err.json) == "table" and err.json or nil
+  if j and type(j.error) == "string" then
+    err.reason = j.error
+    err.message = type(j.error_description) == "string" and (j.error .. ": " .. j.error_description) or j.error
+    err.kind = M.OAUTH_ERROR_KIND[j.error] or ((err.status == 400 or err.status == 401) and "auth") or err.kind
+  elseif err.status == 400 then
+    err.kind = "auth"
+  end
+  err.json = nil
+  return err
+end
+
+-- POST to the token (or revoke) endpoint; `secrets` are scrubbed from any error.
+function M.token_post(self, fname, path, form, secrets)
+  if not self:_oauth2_client_id() then
+    args.argerror(fname, "client_id", "the client needs client_id (aa.new option or TWITTER_CLIENT_ID)", 3)
+  end
+  local res, err = self:_perform {
+    name = fname, method = "POST", path = path, form = form, auth = "oauth2_client",
+    success = { [200] = true }, direct = true, secrets = secrets,
+  }
+  if not res then return nil, oauth_error(err) end
+  return res
+end
+
+-- One grant at the token endpoint -> token, response.
+function M.grant(self, fname, form, secrets)
+  local res, err = M.token_post(self, fname, M.TOKEN_PATH, form, secrets)
+  if not res then return nil, err end
+  local token, why = token_from(res.json, self.clock())
+  if not token then
+    return nil, errors.make("decode", why, { method = "POST", url = self.base_url .. M.TOKEN_PATH },
+      { status = res.status })
+  end
+  return token, res
+end
+
+--- The grant itself: refresh_token -> a new token, response (not stored;
+-- auth.lua stores it under the user's lock).
+function M.refresh_grant(self, refresh_token, fname)
+  return M.grant(self, fname or "oauth2_refresh",
+    { grant_type = "refresh_token", refresh_token = refresh_token }, { refresh_token })
+end
+
+---------------------------------------------------------------------------
+-- A user's access token on a call
+---------------------------------------------------------------------------
+
 local function expiring(token, now)
-  return type(token.expires_at) == "number" and token.expires_at - now <= oauth2.REFRESH_MARGIN
+  return type(token.expires_at) == "number" and token.expires_at - now <= M.REFRESH_MARGIN
 end
 
 local function auth_error(fname, message)
@@ -77,7 +164,7 @@ function M.refresh(client, user_id, token, rejected, fname)
       return nil, auth_error(fname, "the token" .. (user_id and (" of user " .. user_id) or "")
         .. " has no refresh_token (ask for the offline.access scope), and it has expired or was refused")
     end
-    local fresh, res = oauth2.internal.refresh_grant(client, from.refresh_token, fname)
+    local fresh, res = M.refresh_grant(client, from.refresh_token, fname)
     if not fresh then return nil, res end
     fresh.user_id = user_id or from.user_id
     if #fresh.scope == 0 and type(from.scope) == "table" then fresh.scope = from.scope end

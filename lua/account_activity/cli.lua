@@ -21,6 +21,7 @@ commands:
   health ID|URL [--url PUBLIC_URL]
   crc TOKEN                    print the response_token a webhook must answer (secret: --config or env)
   events tail [--port P] [--path /webhook] [--count N] [--timeout S]
+  up [--url PUBLIC_URL] [--users FILE]   endpoint + webhook + subscriptions + tail; Ctrl-C tears down
   activity list|add|rm|mirror|stream   the X Activity API (successor of AAA)
   auth login|list|refresh|revoke       OAuth 2.0 user login and the token store
   emulator [...]               run the offline emulator (see: emulator --help)
@@ -88,6 +89,19 @@ usage: account-activity events tail [--port P] [--path /webhook] [--count N] [--
   print each event it receives on one line (PATH/anything is served too). Stops after N events, S seconds,
   or Ctrl-C.
 ]=],
+  up = [=[
+usage: account-activity up [--url PUBLIC_URL] [--users FILE] [--port P] [--path /webhook]
+                          [--count N] [--timeout S] [--keep]
+  One command for a working webhook, like autohook: start a local endpoint
+  (nginx + account_activity.nginx.serve, checking signatures with the consumer
+  secret), ensure the webhook for PUBLIC_URL (the https URL X reaches, which
+  your tunnel or proxy routes to 127.0.0.1:P; default: the local URL itself,
+  which only the emulator can reach), subscribe the users in FILE (or the
+  configured owner), print each event on one line; on Ctrl-C, SIGTERM or
+  SIGHUP, after N events or S seconds: undo what it did (a webhook it
+  registered is deleted; on a webhook that was already there only the
+  subscriptions it added are removed) unless --keep.
+]=],
   activity = [=[
 usage: account-activity activity list [--all]
        account-activity activity add EVENT_TYPE [--user-id ID [--users FILE]] [--keyword K] [--tag T] [--webhook ID]
@@ -111,7 +125,7 @@ local VALUED = {
 }
 local FLAGS = {
   json = true, help = true, ["dry-run"] = true, ["keep-others"] = true, all = true,
-  ["no-progress"] = true, force = true, ["allow-removals"] = true, version = true,
+  ["no-progress"] = true, force = true, ["allow-removals"] = true, version = true, keep = true,
   ["no-browser"] = true,
 }
 
@@ -293,11 +307,12 @@ local FLAG_OF = {
 
 --- speak(msg) -> the same error in the words of the command line.
 function M.speak(msg)
-  local arg, fn, why = tostring(msg):match("^bad argument '([^']+)' to '([^']+)' %((.*)%)$")
+  msg = tostring(msg)
+  local arg, fn, why = msg:match("^bad argument '([^']+)' to '([^']+)' %((.*)%)$")
   if not arg then
-    arg, fn, why = tostring(msg):match("^bad argument #%d+ to '([^']+)' %((.*)%)$"), nil, nil
-    if not arg then return msg end
-    return msg:gsub("^bad argument #%d+ to '([^']+)' %((.*)%)$", "%1: %2")
+    local f, w = msg:match("^bad argument #%d+ to '([^']+)' %((.*)%)$")
+    if not f then return msg end
+    return (f:gsub("_", " ")) .. ": " .. w
   end
   local flag = FLAG_OF[arg]
   if flag then return flag .. ": " .. why end
@@ -731,7 +746,7 @@ function C.crc(ctx, pos)
   if type(secret) ~= "string" or secret == "" then
     return usage_error("crc needs the consumer secret: --config FILE or TWITTER_CONSUMER_SECRET")
   end
-  local token = require("account_activity.webhook").crc_response(secret, pos[1])
+  local token = require("account_activity.crc").response(secret, pos[1])
   emit(ctx, { response_token = token }, function(out) out:write(token, "\n") end)
 end
 
@@ -771,6 +786,87 @@ function C.events(ctx, pos)
   server:stop()
   os.remove(file)
   if not ok and not tostring(perr):find("interrupted", 1, true) then return tostring(perr) end
+end
+
+-- Ctrl-C ends a blocking loop through lua.c's "interrupted!" error; SIGTERM
+-- and SIGHUP need the C core's flags (caught where the core has them).
+local function catch_stop_signals()
+  local ok, core = pcall(require, "account_activity.core")
+  if ok and type(core.signal_catch) == "function" then
+    core.signal_catch { "INT", "TERM", "HUP" }
+    return function() return core.signal_pending() end,
+      function() core.signal_reset { "INT", "TERM", "HUP" } end
+  end
+  return function() return nil end, function() end
+end
+
+function C.up(ctx, pos)
+  local e = need(pos, 0, "") if e then return e end
+  local c, o = ctx.client, ctx.o
+  local secret = ctx.secret
+  if not secret then return usage_error("up needs the consumer secret (--config FILE or TWITTER_CONSUMER_SECRET)") end
+  local users
+  if o.users then
+    local uerr
+    users, uerr = M.read_users(o.users)
+    if not users then return usage_error(uerr) end
+  elseif ctx.owner then
+    users = { ctx.owner }
+  else
+    users = {}
+  end
+  if o.url and not tostring(o.url):match("^https?://[^%s]+$") then
+    return usage_error("--url must be an http(s) URL, got " .. tostring(o.url))
+  end
+  local count, timeout = tonumber(o.count), tonumber(o.timeout)
+  local file = os.tmpname()
+  local server, serr = M.start_endpoint { secret = secret, file = file, port = tonumber(o.port), path = o.path }
+  if not server then os.remove(file) return "cannot start the endpoint: " .. tostring(serr) end
+  local pending_signal, reset_signals = catch_stop_signals()
+  local wh, info, added = nil, nil, {}
+  local function undo()
+    reset_signals()
+    if wh and not o.keep then
+      if info and info.action == "registered" then
+        local r = c:teardown(wh.id)
+        ctx.err:write("up: deleted webhook ", wh.id, r and r.ok and "" or (" (not all: " .. tostring(r) .. ")"), "\n")
+      else
+        for _, id in ipairs(added) do c:unsubscribe(wh.id, id) end
+        ctx.err:write("up: removed the ", #added, " subscriptions it added; webhook ", wh.id, " kept\n")
+      end
+    end
+    server:stop()
+    os.remove(file)
+  end
+  local ok, perr = pcall(function()
+    local url = o.url or server.hook_url
+    local werr
+    wh, info = c:ensure_webhook(url)
+    if not wh then werr = info; info = nil; error({ api = werr }) end
+    local report = c:subscribe_many(wh.id, users, ctx.job_opts)
+    added = report.added
+    ctx.err:write(string.format("up: webhook %s %s for %s; %s; listening on %s (Ctrl-C tears down)\n",
+      wh.id, info.action, url, report_line(report), server.hook_url))
+    fail_report(ctx, report)
+    local poll, seen, t0 = M.follow(file), 0, os.time()
+    while true do
+      for _, r in ipairs(poll()) do
+        seen = seen + 1
+        if o.json then ctx.out:write(encode(r), "\n") else ctx.out:write(M.event_line(r), "\n") end
+        ctx.out:flush()
+        if count and seen >= count then return end
+      end
+      if timeout and os.time() - t0 >= timeout then return end
+      local sig = pending_signal()
+      if sig then ctx.err:write("up: ", sig == "INT" and "interrupted" or ("SIG" .. sig), ", tearing down\n") return end
+      sleep(0.1)
+    end
+  end)
+  undo()
+  if not ok then
+    if type(perr) == "table" and perr.api then return perr.api end
+    if not tostring(perr):find("interrupted", 1, true) then return tostring(perr) end
+  end
 end
 
 local function activity_missing(c, name)
@@ -935,7 +1031,7 @@ function M.main(argv, out, errout)
     if not c then return die(cerr) end
     ctx.client, ctx.owner = c, cerr
   end
-  if cmd == "events" or cmd == "crc" then
+  if cmd == "events" or cmd == "crc" or cmd == "up" then
     if o.config then
       local cfg, err = read_json(o.config)
       if not cfg then return die(usage_error(err)) end

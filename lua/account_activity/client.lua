@@ -6,6 +6,7 @@
 -- One method per endpoint, generated from endpoints.lua; this file holds the
 -- policy (auth, retries, ids, errors) and nothing about individual endpoints.
 local endpoints = require "account_activity.endpoints"
+local arg_checks = require "account_activity.args"
 local errors = require "account_activity.errors"
 local runtime = require "account_activity.runtime"
 local pretty = require "account_activity.pretty"
@@ -22,9 +23,10 @@ local function core()
   return core_mod
 end
 
+-- The version lives in one place (src/aa.h); the core reports it.
 local function version()
-  local ok, aa = pcall(require, "account_activity")
-  return ok and type(aa) == "table" and aa._VERSION or "0"
+  local ok, c = pcall(core)
+  return ok and type(c) == "table" and c._VERSION or "0"
 end
 
 -- Credentials live here, keyed by client, so that `pairs(client)`, an
@@ -34,18 +36,7 @@ local secrets = setmetatable({}, { __mode = "k" })
 local Client = {}
 M.Client = Client
 
-local function argerror(fname, argname, msg, level)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), (level or 1) + 1)
-end
-
-local function show(v)
-  if type(v) == "string" then
-    local s = v
-    if #s > 40 then s = s:sub(1, 40) .. "..." end
-    return (string.format("%q", s):gsub("\\\n", "\\n"))
-  end
-  return tostring(v)
-end
+local argerror, show = arg_checks.argerror, arg_checks.show
 -- Shared with the extension modules (workflows, activity): one wording for
 -- every argument error.
 M.argerror, M.show = argerror, show
@@ -179,21 +170,7 @@ local function check_webhook_url(fname, argname, url, loopback, level)
   return url
 end
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
--- algorithm), so UTC dates convert without os.time's local time zone.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function utc_epoch(y, mo, d, h, mi, s)
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (s or 0)
-end
+local utc_epoch = arg_checks.utc_epoch
 M.utc_epoch = utc_epoch
 
 --- A replay bound: os.time() number or "YYYYMMDDhhmm" (UTC) -> string, epoch.
@@ -485,14 +462,14 @@ end
 -- Seconds to wait before the next attempt, from the server's hints.
 local function retry_hint(res, now)
   local h = res.headers or {}
-  local ra = tonumber(h["retry-after"])
+  local ra = errors.header_number(h, "retry-after", "max")
   if not ra and h["retry-after"] then
     local t = http_date(h["retry-after"])
     if t then ra = t - now end
   end
   if ra then return math.max(ra, 0) end
   if res.status == 429 then
-    local reset = tonumber(h["x-rate-limit-reset"])
+    local reset = errors.header_number(h, "x-rate-limit-reset", "max")
     if reset then return math.max(reset - now + 1, 0) end
   end
   return nil
@@ -937,7 +914,7 @@ end
 --- `"sha256=" .. base64(HMAC-SHA256(consumer_secret, s))` without handing out
 -- the secret: what a webhook must answer to a CRC with token `s` (health()).
 function Client:_crc_response(s)
-  return require("account_activity.webhook").crc_response(secrets[self].consumer_secret, s)
+  return require("account_activity.crc").sign(secrets[self].consumer_secret, s)
 end
 
 local function pack(...) return { n = select("#", ...), ... } end
@@ -998,18 +975,19 @@ local function batch_multi(self, tasks, conc, finish, on_wait)
   -- What the responses say about the endpoint's window.
   local function note(key, res, now)
     local h = res.headers or {}
-    local remaining, reset = tonumber(h["x-rate-limit-remaining"]), tonumber(h["x-rate-limit-reset"])
+    local rl = errors.rate_limit(h)
+    local remaining, reset = rl.remaining, rl.reset
     local st = limits[key] or {}
     limits[key] = st
     st.seen = true
-    st.limit = tonumber(h["x-rate-limit-limit"]) or st.limit
+    st.limit = rl.limit or st.limit
     if not remaining and not st.limit then st.unlimited = true end
     if reset and reset > now then
       if st.reset ~= reset then st.reset, st.remaining = reset, remaining
       elseif remaining and (not st.remaining or remaining < st.remaining) then st.remaining = remaining end
     end
     if res.status == 429 then
-      local wait = tonumber(h["retry-after"]) or (reset and reset - now + 1)
+      local wait = errors.header_number(h, "retry-after", "max") or (reset and reset - now + 1)
       if wait and wait <= self.max_wait then st.pause_until = math.max(st.pause_until or 0, now + wait) end
     end
   end

@@ -108,13 +108,28 @@ local function num(v)
   return v
 end
 
+--- The number in header `name`, or nil. A header sent more than once
+-- reaches us joined ("0, 99": a proxy or a CDN adding its own), and then
+-- the most restrictive number counts, `pick` = "min" (limit, remaining) or
+-- "max" (reset, retry-after): reading too few calls left only waits a
+-- little early, reading too many walks into a 429.
+function M.header_number(headers, name, pick)
+  local v = (headers or {})[name]
+  local n = tonumber(v)
+  if n or type(v) ~= "string" or not v:find(",", 1, true) then return num(n) end
+  for part in v:gmatch("[^,]+") do
+    local x = tonumber(part)
+    if x and (n == nil or (pick == "max" and x > n) or (pick ~= "max" and x < n)) then n = x end
+  end
+  return num(n)
+end
+
 --- {limit, remaining, reset} (numbers or nil) from a response's headers.
 function M.rate_limit(headers)
-  headers = headers or {}
   return {
-    limit = num(headers["x-rate-limit-limit"]),
-    remaining = num(headers["x-rate-limit-remaining"]),
-    reset = num(headers["x-rate-limit-reset"]),
+    limit = M.header_number(headers, "x-rate-limit-limit", "min"),
+    remaining = M.header_number(headers, "x-rate-limit-remaining", "min"),
+    reset = M.header_number(headers, "x-rate-limit-reset", "max"),
   }
 end
 
@@ -226,7 +241,7 @@ function M.from_response(res, req, json)
   if not message and type(res.body) == "string" and res.body ~= "" and not json then
     message = one_line(res.body, 200)
   end
-  local retry_after = num(headers["retry-after"])
+  local retry_after = M.header_number(headers, "retry-after", "max")
   return new {
     kind = kind_for(res.status, list),
     status = res.status,

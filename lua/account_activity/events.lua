@@ -28,6 +28,13 @@ local MAX_DEPTH = 200
 -- Deliveries are decoded by the core's decoder (src/json.c): the same values
 -- as cjson's at about twice the speed, and this is the webhook's hot path.
 local json_decode = core.json_decode
+-- A delivery refused is an event lost (X retries the same bytes), so two
+-- things the strict default refuses or rounds are taken as X sends them:
+-- a lone surrogate escape (a text cut inside an emoji) becomes U+FFFD, and
+-- an integer past 2^53 (an id sent as a number, `for_user_id` included)
+-- stays its exact digit string, so it routes to the right user. Integers up
+-- to 2^53 and everything else decode as cjson would.
+local DELIVERY = { max_depth = MAX_DEPTH, lone_surrogates = "replace", big_integers = "string" }
 
 local null = require("cjson").null -- the value both decoders give JSON null
 
@@ -271,7 +278,7 @@ end
 function M.parse(body)
   local tb = type(body)
   if tb == "string" then
-    local decoded, err = json_decode(body, MAX_DEPTH)
+    local decoded, err = json_decode(body, DELIVERY)
     if decoded == nil then
       return nil, "invalid JSON: " .. tostring(err)
     end

@@ -8,7 +8,8 @@
 -- loads the client, and a script never loads the nginx adapter.
 local aa = {
   _NAME = "account_activity",
-  _VERSION = "0.1.0",
+  -- one version, in src/aa.h: the core reports it
+  _VERSION = require("account_activity.core")._VERSION,
 }
 
 local function forward(modname, fname)

@@ -7,10 +7,12 @@
 --   client:subscribe(webhook_id, { user_id = token.user_id, oauth2 = true })
 --
 -- Policy only: SHA-256, base64url and the random bytes come from the C core,
--- the HTTP from the client's own request path (client:_perform), and the
--- client secret never leaves client.lua (the token endpoint's HTTP Basic
--- header is built there, auth = "oauth2_client").
+-- the token endpoint's grants from auth.lua, the HTTP from the client's own
+-- request path (client:_perform), and the client secret never leaves the
+-- credentials client.lua hands auth.lua per call (auth = "oauth2_client").
 local errors = require "account_activity.errors"
+local args = require "account_activity.args"
+local auth = require "account_activity.auth"
 
 local M = {}
 
@@ -20,14 +22,11 @@ local function core()
   return core_mod
 end
 
-local function argerror(fname, argname, msg)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), 3)
-end
+-- blames the caller of the function that raises
+local function argerror(fname, argname, msg) args.argerror(fname, argname, msg, 3) end
 
-M.TOKEN_PATH, M.REVOKE_PATH, M.ME_PATH = "/2/oauth2/token", "/2/oauth2/revoke", "/2/users/me"
+M.ME_PATH = "/2/users/me"
 M.X_AUTHORIZE_URL = "https://x.com/i/oauth2/authorize"
--- Refresh this long before expiry, so a token never expires in flight.
-M.REFRESH_MARGIN = 60
 
 -- The API hosts of X itself: their consent page lives on x.com, not on the
 -- API host. Any other base_url (the emulator) serves the page itself.
@@ -122,80 +121,6 @@ local function query_params(url)
   return out
 end
 
-local function split_scope(s)
-  local out = {}
-  if type(s) == "string" then
-    for w in s:gmatch("%S+") do out[#out + 1] = w end
-  elseif type(s) == "table" then
-    for _, w in ipairs(s) do out[#out + 1] = tostring(w) end
-  end
-  return out
-end
-
--- The token endpoint's answer -> a token table, or nil and the reason.
-local function token_from(json, now)
-  if type(json) ~= "table" or type(json.access_token) ~= "string" or json.access_token == "" then
-    return nil, "the token endpoint's answer has no access_token"
-  end
-  local ttl = tonumber(json.expires_in)
-  return {
-    access_token = json.access_token,
-    refresh_token = type(json.refresh_token) == "string" and json.refresh_token ~= "" and json.refresh_token or nil,
-    expires_at = ttl and math.floor(now + ttl) or nil,
-    scope = split_scope(json.scope),
-    token_type = type(json.token_type) == "string" and json.token_type:lower() or "bearer",
-  }
-end
-
-local OAUTH_ERROR_KIND = { invalid_scope = "forbidden", access_denied = "forbidden" }
-
--- An RFC 6749 error body ({error, error_description}) into err: the reason
--- and a message, and no copy of the body (it is the token endpoint's).
-local function oauth_error(err)
-  local j = type(err.json) == "table" and err.json or nil
-  if j and type(j.error) == "string" then
-    err.reason = j.error
-    err.message = type(j.error_description) == "string" and (j.error .. ": " .. j.error_description) or j.error
-    err.kind = OAUTH_ERROR_KIND[j.error] or ((err.status == 400 or err.status == 401) and "auth") or err.kind
-  elseif err.status == 400 then
-    err.kind = "auth"
-  end
-  err.json = nil
-  return err
-end
-
--- POST to the token (or revoke) endpoint; `secrets` are scrubbed from any error.
-local function token_post(self, fname, path, form, secrets)
-  if not self:_oauth2_client_id() then
-    argerror(fname, "client_id", "the client needs client_id (aa.new option or TWITTER_CLIENT_ID)")
-  end
-  local res, err = self:_perform {
-    name = fname, method = "POST", path = path, form = form, auth = "oauth2_client",
-    success = { [200] = true }, direct = true, secrets = secrets,
-  }
-  if not res then return nil, oauth_error(err) end
-  return res
-end
-
--- One grant at the token endpoint -> token, response.
-local function grant(self, fname, form, secrets)
-  local res, err = token_post(self, fname, M.TOKEN_PATH, form, secrets)
-  if not res then return nil, err end
-  local token, why = token_from(res.json, self.clock())
-  if not token then
-    return nil, errors.make("decode", why, { method = "POST", url = self.base_url .. M.TOKEN_PATH },
-      { status = res.status })
-  end
-  return token, res
-end
-
---- The grant itself: refresh_token -> a new token, response (not stored;
--- auth.lua stores it under the user's lock).
-local function refresh_grant(self, refresh_token, fname)
-  return grant(self, fname or "oauth2_refresh",
-    { grant_type = "refresh_token", refresh_token = refresh_token }, { refresh_token })
-end
-
 -- GET /2/users/me with a fresh access token: who consented.
 local function whoami(self, access_token)
   local res, err = self:_perform {
@@ -236,7 +161,7 @@ function M.oauth2_exchange(self, login, code)
       local e = auth_error(fname, "the authorization was refused: " .. q.error
         .. (q.error_description and (" (" .. q.error_description .. ")") or ""))
       e.reason = q.error
-      e.kind = OAUTH_ERROR_KIND[q.error] or "auth"
+      e.kind = auth.OAUTH_ERROR_KIND[q.error] or "auth"
       return nil, e
     end
     if type(login.state) ~= "string" or type(q.state) ~= "string" or not core().equal(q.state, login.state) then
@@ -247,7 +172,7 @@ function M.oauth2_exchange(self, login, code)
     end
     code = q.code
   end
-  local token, res = grant(self, fname, {
+  local token, res = auth.grant(self, fname, {
     grant_type = "authorization_code", code = code, redirect_uri = login.redirect_uri,
     code_verifier = login.verifier,
   }, { code, login.verifier })
@@ -290,7 +215,7 @@ function M.oauth2_refresh(self, v)
   local fname = "oauth2_refresh"
   local user_id, token, err = resolve(self, fname, v)
   if err then return nil, err end
-  return require("account_activity.auth").refresh(self, user_id, token, nil, fname)
+  return auth.refresh(self, user_id, token, nil, fname)
 end
 
 --- client:oauth2_revoke(token_or_user_id) -> true, response
@@ -306,7 +231,7 @@ function M.oauth2_revoke(self, v)
   local last
   for _, pair in ipairs { { token.refresh_token, "refresh_token" }, { token.access_token, "access_token" } } do
     if type(pair[1]) == "string" and pair[1] ~= "" then
-      local res, rerr = token_post(self, fname, M.REVOKE_PATH,
+      local res, rerr = auth.token_post(self, fname, auth.REVOKE_PATH,
         { token = pair[1], token_type_hint = pair[2] }, { pair[1] })
       if not res then return nil, rerr end
       last = res
@@ -321,7 +246,6 @@ end
 
 -- Helpers for auth.lua, the CLI and specs; a table, so the client does not
 -- offer them as methods (it forwards only functions).
-M.internal = { authorize_base = authorize_base, pkce = pkce, query_params = query_params,
-               refresh_grant = refresh_grant }
+M.internal = { authorize_base = authorize_base, pkce = pkce, query_params = query_params }
 
 return M

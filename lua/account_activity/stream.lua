@@ -28,6 +28,7 @@
 -- response body is read as the stream (handy in tests). `opts.open` may
 -- supply any opener: function(request) -> conn, head | nil, err with
 -- conn:read_line(timeout), conn:read_all(), conn:close().
+local args = require "account_activity.args"
 local endpoints = require "account_activity.endpoints"
 local errors = require "account_activity.errors"
 local events = require "account_activity.events"
@@ -37,9 +38,7 @@ local cjson = require("cjson.safe").new()
 local SPEC = endpoints.xaa.stream
 local M = {}
 
-local function argerror(fname, argname, msg, level)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), (level or 1) + 1)
-end
+local argerror = args.argerror
 
 -- At most one open stream per client; connect times per client.
 local open_streams = setmetatable({}, { __mode = "k" })
@@ -58,7 +57,7 @@ local function parse_iso(s)
   local y, mo, d, h, mi, sec = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)")
   if not y then return nil end
   if not (s:match("Z$") or s:match("[+-]00:?00$")) then return nil end
-  return require("account_activity.client").utc_epoch(tonumber(y), tonumber(mo), tonumber(d),
+  return args.utc_epoch(tonumber(y), tonumber(mo), tonumber(d),
     tonumber(h), tonumber(mi), tonumber(sec))
 end
 
@@ -131,10 +130,21 @@ local function core_open(client)
   end
 end
 
+-- read_all()'s cap: an error answer's body is read for its message; past
+-- this it is a hostile or broken server (the C core's stream has the same).
+local ERROR_BODY_MAX = 64 * 1024
+
 -- Inside nginx: a cosocket HTTP/1.1 GET read line by line, chunked or not.
+-- The request is checked and the head read by transport/ngx.lua's helpers,
+-- so both cosocket clients refuse and cap the same things.
 local function ngx_open(client)
   return function(req)
     local ngx = rawget(_G, "ngx")
+    local http = require "account_activity.transport.ngx"
+    local refusal = http._refusal("GET", req.url, req.headers)
+    if refusal then
+      return nil, { kind = "argument", connect = true, message = "request refused before sending: " .. refusal }
+    end
     local scheme, authority, target = req.url:match("^(https?)://([^/?#]+)([^#]*)")
     if not scheme then return nil, { kind = "argument", message = "unsupported URL" } end
     local host, port = authority:match("^([^:]+):?(%d*)$")
@@ -167,30 +177,18 @@ local function ngx_open(client)
       sock:close()
       return nil, { kind = "network", message = "send failed: " .. tostring(serr) }
     end
-    local status_line, herr = sock:receive("*l")
-    local status = status_line and tonumber(status_line:match("^HTTP/%d%.%d (%d%d%d)"))
+    ngx.update_time()
+    local reader = http._reader(sock, ngx.now() * 1000 + rt)
+    local status, headers = http._read_head(reader)
     if not status then
       sock:close()
-      return nil, { kind = tostring(herr):find("timeout", 1, true) and "timeout" or "network",
-                    message = "no response status: " .. tostring(herr or status_line) }
-    end
-    local headers = {}
-    while true do
-      local l, lerr = sock:receive("*l")
-      if not l then
-        sock:close()
-        return nil, { kind = "network", message = "reading the headers failed: " .. tostring(lerr) }
-      end
-      if l == "" then break end
-      local name, value = l:match("^([^:]+):%s*(.-)%s*$")
-      if name then
-        name = name:lower()
-        headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
-      end
+      return nil, { kind = tostring(headers):find("timeout", 1, true) and "timeout" or "network",
+                    message = "reading the response head failed: " .. tostring(headers) }
     end
     local chunked = (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) ~= nil
     local remaining = tonumber(headers["content-length"]) -- nil: until close
     local chunk_left = 0 -- bytes left in the current chunk
+    local after_chunk = false -- the CRLF that ends a chunk is still to read
     local buf, ended, failure = "", false, nil
 
     local function end_err()
@@ -198,43 +196,48 @@ local function ngx_open(client)
       return { kind = "closed", message = "the server ended the stream" }
     end
 
-    -- Read more bytes into buf; false on timeout (still open).
+    local function cut(e)
+      ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
+      return true
+    end
+
+    -- Read more bytes into buf within ms; false on timeout (still open).
+    -- Bytes that came before a timeout stay in the reader, never lost.
     local function fill(ms)
-      sock:settimeouts(ct, ms, ms)
+      ngx.update_time()
+      reader.deadline = ngx.now() * 1000 + ms
       if chunked then
-        if chunk_left == 0 then
-          local size_line, e = sock:receive("*l")
-          if not size_line then
+        if after_chunk then
+          local crlf, e = reader:line(0)
+          if not crlf then
             if e == "timeout" then return false end
-            ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
-            return true
+            return cut(e == "too large" and "malformed chunk" or e)
           end
-          if size_line == "" then return true end -- the CRLF after a chunk
-          local size = tonumber(size_line:match("^%s*(%x+)"), 16)
+          after_chunk = false
+        end
+        if chunk_left == 0 then
+          local size, e = http._chunk_size(reader)
           if not size then
-            ended, failure = true, { kind = "network", message = "malformed chunk size" }
-            return true
+            if e == "timeout" then return false end
+            return cut(e)
           end
           if size == 0 then ended = true return true end
           chunk_left = size
         end
-        local data, e, partial = sock:receive(chunk_left)
-        data = data or partial
-        if data and #data > 0 then
+        -- a chunk is read in pieces: its announced size may be anything
+        local data, e = reader:some(math.min(chunk_left, 65536))
+        if data then
           buf = buf .. data
           chunk_left = chunk_left - #data
-          if chunk_left == 0 then sock:receive(2) end -- CRLF
+          after_chunk = chunk_left == 0
           return true
         end
         if e == "timeout" then return false end
-        ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
-        return true
+        return cut(e)
       end
       if remaining == 0 then ended = true return true end
-      local want = remaining and math.min(remaining, 4096) or 4096
-      local data, e, partial = sock:receive(want)
-      data = data or partial
-      if data and #data > 0 then
+      local data, e = reader:some(remaining and math.min(remaining, 65536) or 65536)
+      if data then
         buf = buf .. data
         if remaining then remaining = remaining - #data end
         return true
@@ -271,11 +274,26 @@ local function ngx_open(client)
         end
       end
     end
-    function conn.read_all()
-      while not ended do fill(rt) end
-      local rest = buf
+    -- The rest of an error answer's body, as the C core's stream:read_all:
+    -- at most max_bytes (default 64 KiB; the rest is dropped unread) within
+    -- timeout seconds (default the client's timeout) -> body [, "truncated"
+    -- | "timeout"]. A body that never ends cannot hold the caller.
+    function conn.read_all(_, max_bytes, timeout)
+      max_bytes = max_bytes or ERROR_BODY_MAX
+      ngx.update_time()
+      local deadline = ngx.now() + (timeout or rt / 1000)
+      local cut
+      while not ended do
+        if #buf >= max_bytes then cut = "truncated" break end
+        ngx.update_time()
+        local left = deadline - ngx.now()
+        if left <= 0 then cut = "timeout" break end
+        fill(math.max(1, math.floor(left * 1000)))
+      end
+      if #buf > max_bytes then cut = "truncated" end
+      local rest = buf:sub(1, max_bytes)
       buf = ""
-      return rest
+      return rest, cut
     end
     function conn.close()
       ended = true
@@ -378,8 +396,8 @@ function Stream:_connect(first)
     local wait
     if head.status == 429 then
       local h = res.headers
-      wait = tonumber(h["retry-after"])
-      local reset = tonumber(h["x-rate-limit-reset"])
+      wait = errors.header_number(h, "retry-after", "max")
+      local reset = errors.rate_limit(h).reset
       if not wait and reset then wait = math.max(0, reset - self.clock() + 1) end
       err.retry_after = wait
     end

@@ -17,6 +17,7 @@
 -- scope = { ... }, token_type = "bearer", user_id = "..." }. get() returns a
 -- copy, so a caller changing it changes nothing stored.
 local errors = require "account_activity.errors"
+local args = require "account_activity.args"
 local cjson_safe = require "cjson.safe"
 
 local M = {}
@@ -24,9 +25,8 @@ local M = {}
 local json = cjson_safe.new()
 if json.encode_escape_forward_slash then json.encode_escape_forward_slash(false) end
 
-local function argerror(fname, argname, msg)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), 3)
-end
+-- blames the caller of the function that raises
+local function argerror(fname, argname, msg) args.argerror(fname, argname, msg, 3) end
 
 local function check_user_id(fname, v)
   if type(v) ~= "string" or not v:match("^%d+$") or #v > 19 then

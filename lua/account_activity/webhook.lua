@@ -7,10 +7,8 @@
 -- No network, no blocking, no globals: the same handler runs in a script,
 -- in a test, and inside nginx (account_activity.nginx adapts it).
 local core = require "account_activity.core"
+local crc = require "account_activity.crc"
 local events = require "account_activity.events"
-
-local hmac_sha256, b64encode, hmac_sha256_check =
-  core.hmac_sha256, core.base64_encode, core.hmac_sha256_check
 local type, pairs, tostring, error, pcall, setmetatable, getmetatable =
   type, pairs, tostring, error, pcall, setmetatable, getmetatable
 local sub, find, lower, upper, gsub, format =
@@ -26,79 +24,23 @@ local SIG_HEADER_C = "X-Twitter-Webhooks-Signature"
 local SIG2_HEADER = "x-twitter-webhooks-signature-oauth2"
 local SIG2_HEADER_C = "X-Twitter-Webhooks-Signature-OAuth2"
 
-local PREFIX = "sha256="
-local PREFIX_LEN = #PREFIX
--- base64 of a 32-byte digest is 44 chars; anything far longer is not worth
--- decoding (the core never decodes more than 256 either).
-local MAX_SIG_LEN = 256
-
-local function check_secret(v, name, fname, level)
-  if type(v) ~= "string" or v == "" then
-    error(format("bad argument '%s' to '%s' (non-empty string expected, got %s)",
-      name, fname, v == "" and "empty string" or type(v)), level or 3)
-  end
-end
+local check_secret = crc.check_secret
+local sign, verify, token_shape_ok = crc.sign, crc.verify, crc.token_shape_ok
 
 ---------------------------------------------------------------------------
--- CRC and signatures
+-- CRC and signatures (crc.lua; the public names stay here)
 
 --- crc_response(consumer_secret, crc_token) -> "sha256=" .. base64(HMAC-SHA256)
 -- The value of `response_token` in the answer to X's Challenge-Response Check.
-function M.crc_response(consumer_secret, crc_token)
-  check_secret(consumer_secret, "consumer_secret", "crc_response")
-  if type(crc_token) ~= "string" then
-    error("bad argument 'crc_token' to 'crc_response' (string expected, got "
-      .. type(crc_token) .. ")", 2)
-  end
-  return PREFIX .. b64encode(hmac_sha256(consumer_secret, crc_token))
-end
-
-local WHY = {
-  base64 = "signature is not valid base64",
-  length = "signature has the wrong length",
-  mismatch = "signature does not match",
-}
-
--- The unchecked core of verify_signature, for the hot path. The core
--- decodes the base64 and compares digests, not base64 text (equal bytes,
--- whatever the padding), in constant time.
-local function verify(secret, msg, value)
-  if value == nil or value == "" then return false, "missing signature header" end
-  if sub(value, 1, PREFIX_LEN) ~= PREFIX then
-    return false, "signature lacks the sha256= prefix"
-  end
-  if #value > MAX_SIG_LEN then return false, "signature has the wrong length" end
-  local ok, why = hmac_sha256_check(secret, msg, value, PREFIX_LEN + 1)
-  if ok then return true end
-  return false, WHY[why]
-end
+M.crc_response = crc.response
 
 --- verify_signature(consumer_secret, raw_body, header_value) -> true | false, reason
 -- Constant-time check of `x-twitter-webhooks-signature` over the raw body
 -- bytes (never re-serialised JSON). Reasons: missing header, missing
 -- `sha256=` prefix, bad base64, wrong length, signature does not match.
-function M.verify_signature(consumer_secret, raw_body, header_value)
-  check_secret(consumer_secret, "consumer_secret", "verify_signature")
-  if type(raw_body) ~= "string" then
-    error("bad argument 'raw_body' to 'verify_signature' (string expected, got "
-      .. type(raw_body) .. ")", 2)
-  end
-  if header_value ~= nil and type(header_value) ~= "string" then
-    error("bad argument 'header_value' to 'verify_signature' (string or nil expected, got "
-      .. type(header_value) .. ")", 2)
-  end
-  return verify(consumer_secret, raw_body, header_value)
-end
+M.verify_signature = crc.verify_signature
 
--- X's tokens are base64/base64url of a UUID (48 chars seen). Anything else
--- is refused: otherwise the CRC endpoint signs any string with the key that
--- signs deliveries, e.g. a forged event body (vercel/chat#775).
-local base64_alphabet = core.base64_alphabet
-local function token_shape_ok(t)
-  local n = #t
-  return n >= 16 and n <= 128 and base64_alphabet(t)
-end
-M.crc_token_valid = function(t) return type(t) == "string" and token_shape_ok(t) end
+M.crc_token_valid = crc.token_valid
 
 ---------------------------------------------------------------------------
 -- Request helpers
@@ -267,8 +209,7 @@ function Webhook:_get(req, headers)
       end
     end
   end
-  return reply(200, '{"response_token":"' .. PREFIX
-    .. b64encode(hmac_sha256(self._secret, token)) .. '"}', "application/json")
+  return reply(200, '{"response_token":"' .. sign(self._secret, token) .. '"}', "application/json")
 end
 
 function Webhook:_post(req, headers)

@@ -22,14 +22,18 @@
 -- wait for its reset (when that is within the client's max_wait), and a
 -- 429 pauses that endpoint for every task until the reset.
 local client_mod = require "account_activity.client"
+local args = require "account_activity.args"
+local crc = require "account_activity.crc"
 local errors = require "account_activity.errors"
 local pretty = require "account_activity.pretty"
 local progress = require "account_activity.progress"
 
 local M = {}
 
+-- Blames the caller of the function that raises (no tail call: it would
+-- drop this frame and shift the level).
 local function argerror(fname, argname, msg)
-  error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), 3)
+  args.argerror(fname, argname, msg, 3)
 end
 
 local function check_client(fname, c)
@@ -528,57 +532,36 @@ end
 -- health
 ---------------------------------------------------------------------------
 
-M.CRC_BUDGET = 3
+M.CRC_BUDGET = crc.BUDGET
 
-local function uuid_token()
-  local core = require "account_activity.core"
-  local b = assert(core.random_bytes(16)) -- nil, err only when RAND_bytes fails
-  local hex = b:gsub(".", function(ch) return string.format("%02x", ch:byte()) end)
-  local uuid = hex:sub(1, 8) .. "-" .. hex:sub(9, 12) .. "-4" .. hex:sub(14, 16) .. "-a" .. hex:sub(18, 20)
-    .. "-" .. hex:sub(21, 32)
-  return core.base64_encode(uuid)
-end
+local CRC_REASON = {
+  no_token = "no response_token in the JSON answer",
+  mismatch = "response_token does not match (is the consumer secret the webhook uses this app's?)",
+}
 
 --- crc_check(url, opts) -> { ok, status, latency, within_budget, reason }
--- A CRC as X runs it: GET url?crc_token=<X-shaped token>&nonce=..., signed
--- with x-twitter-webhooks-signature, answer compared with crc_response.
+-- A CRC as X runs it (crc.probe): GET url?crc_token=<X-shaped token>&nonce=...,
+-- signed with x-twitter-webhooks-signature, answer compared with crc_response.
 function M.crc_check(c, url, opts)
   check_client("crc_check", c)
   if type(url) ~= "string" then argerror("crc_check", "url", "expected a URL string, got " .. type(url)) end
   opts = opts or {}
-  local core = require "account_activity.core"
-  local budget = opts.budget or M.CRC_BUDGET
-  local token = uuid_token()
-  local nonce = (core.base64_encode(string.format("%.0f", clock() * 1000)):gsub("=+$", ""))
-  local query = "crc_token=" .. core.percent_encode(token) .. "&nonce=" .. core.percent_encode(nonce)
-  local t0 = clock()
-  local res, terr = c.send {
-    method = "GET", url = url .. (url:find("?", 1, true) and "&" or "?") .. query,
-    headers = { ["x-twitter-webhooks-signature"] = c:_crc_response(query), ["User-Agent"] = c.user_agent },
-    timeout = opts.timeout or (budget + 2),
+  local r = crc.probe {
+    send = c.send, url = url, budget = opts.budget or M.CRC_BUDGET, timeout = opts.timeout,
+    sign = function(s) return c:_crc_response(s) end, clock = clock, now = os.time,
+    user_agent = c.user_agent,
   }
-  local latency = (res and tonumber(res.time)) or (clock() - t0)
-  local out = { ok = false, url = errors.redact_url(url), latency = latency, budget = budget,
-    within_budget = latency < budget }
-  if not res then
-    out.reason = (terr and terr.kind or "network") .. ": " .. tostring(terr and terr.message or "no answer")
-    return out
-  end
-  out.status = res.status
-  if res.status ~= 200 then
-    out.reason = "HTTP " .. res.status .. " (X wants 200)"
-    return out
-  end
-  local body = require("cjson.safe").decode(res.body or "")
-  local got = type(body) == "table" and body.response_token
-  if type(got) ~= "string" then
-    out.reason = "no response_token in the JSON answer"
-  elseif not core.equal(got, c:_crc_response(token)) then
-    out.reason = "response_token does not match (is the consumer secret the webhook uses this app's?)"
-  elseif not out.within_budget then
-    out.reason = string.format("answered in %.2f s; X allows %g s", latency, budget)
+  local out = { ok = r.ok, url = errors.redact_url(url), latency = r.latency, budget = r.budget,
+    within_budget = r.latency < r.budget, status = r.status }
+  if r.ok then return out end
+  if r.error then
+    out.reason = (r.error.kind or "network") .. ": " .. tostring(r.error.message or "no answer")
+  elseif r.reason == "non_200" then
+    out.reason = "HTTP " .. tostring(r.status) .. " (X wants 200)"
+  elseif r.reason == "latency" then
+    out.reason = string.format("answered in %.2f s; X allows %g s", r.latency, r.budget)
   else
-    out.ok = true
+    out.reason = CRC_REASON[r.reason] or r.reason
   end
   return out
 end

@@ -1,8 +1,7 @@
 --- The Challenge-Response Check, for real: GET url?crc_token=..&nonce=..
 -- through cosockets, signed like X signs it, answer checked against the
 -- consumer secret within the budget (3 s by default).
-local core = require "account_activity.core"
-local util = require "account_activity.emulator.util"
+local shared = require "account_activity.crc"
 local state = require "account_activity.emulator.state"
 local transport = require "account_activity.transport.ngx"
 
@@ -16,58 +15,35 @@ M.MESSAGES = {
   unreachable = "Webhook URL does not meet the requirements. The webhook URL could not be reached.",
 }
 
-local function uuid()
-  local b = core.random_bytes(16)
-  local hex = b:gsub(".", function(c) return string.format("%02x", c:byte()) end)
-  return hex:sub(1, 8) .. "-" .. hex:sub(9, 12) .. "-4" .. hex:sub(14, 16) .. "-a" .. hex:sub(18, 20)
-    .. "-" .. hex:sub(21, 32)
-end
-
 --- A token shaped like X's: base64 of a UUID string (48 characters).
-function M.new_token()
-  return core.base64_encode(uuid())
-end
+M.new_token = shared.new_token
 
 --- X's nonce: unpadded base64 of a millisecond epoch (18 characters).
 function M.new_nonce()
-  return (core.base64_encode(util.ms_string(ngx.now())):gsub("=+$", ""))
+  return shared.new_nonce(ngx.now())
 end
 
---- Run one CRC against `url`. Returns { ok, reason, status, ms, message }.
+local function now()
+  ngx.update_time()
+  return ngx.now()
+end
+
+--- Run one CRC against `url`, as X does (crc.probe over cosockets).
+-- Returns { ok, reason, status, ms, message }.
 function M.check(url, cfg)
   local secret = cfg.app.consumer_secret
-  local budget = ((cfg.crc and cfg.crc.timeout_ms) or 3000) / 1000
-  local token, nonce = M.new_token(), M.new_nonce()
-  local query = "crc_token=" .. util.url_encode(token) .. "&nonce=" .. util.url_encode(nonce)
-  local sep = url:find("?", 1, true) and "&" or "?"
-  local signature = "sha256=" .. core.base64_encode(core.hmac_sha256(secret, query))
-  ngx.update_time()
-  local t0 = ngx.now()
-  local res, err = transport.request {
-    method = "GET", url = url .. sep .. query, timeout = budget + 0.05,
-    headers = { ["x-twitter-webhooks-signature"] = signature, ["User-Agent"] = "" },
+  local r = shared.probe {
+    send = transport.request, url = url, clock = now, now = now, user_agent = "",
+    budget = ((cfg.crc and cfg.crc.timeout_ms) or 3000) / 1000,
+    timeout = ((cfg.crc and cfg.crc.timeout_ms) or 3000) / 1000 + 0.05,
+    sign = function(s) return shared.sign(secret, s) end,
   }
-  ngx.update_time()
-  local ms = math.floor((ngx.now() - t0) * 1000)
-  local out = { ms = ms }
-  if not res then
-    out.reason = err.kind == "timeout" and "latency" or "unreachable"
-  elseif ngx.now() - t0 > budget then
-    out.reason, out.status = "latency", res.status
-  elseif res.status ~= 200 then
-    out.reason, out.status = "non_200", res.status
-  else
-    out.status = res.status
-    local body = util.decode(res.body)
-    local expected = "sha256=" .. core.base64_encode(core.hmac_sha256(secret, token))
-    if type(body) ~= "table" or type(body.response_token) ~= "string"
-      or not core.equal(body.response_token, expected) then
-      out.reason = "invalid_token"
-    else
-      out.ok = true
-    end
+  local out = { ok = r.ok or nil, status = r.status, ms = math.floor(r.latency * 1000) }
+  if not r.ok then
+    -- X words a missing and a wrong token the same way
+    out.reason = (r.reason == "no_token" or r.reason == "mismatch") and "invalid_token" or r.reason
+    out.message = M.MESSAGES[out.reason]
   end
-  if not out.ok then out.message = M.MESSAGES[out.reason] end
   return out
 end
 

@@ -1,6 +1,5 @@
 --- Signed event POSTs to webhooks, the record kept for replay, and replay
 -- jobs. Everything goes through cosockets; async work runs in ngx.timer.
-local core = require "account_activity.core"
 local util = require "account_activity.emulator.util"
 local state = require "account_activity.emulator.state"
 local events = require "account_activity.emulator.events"
@@ -9,9 +8,7 @@ local transport = require "account_activity.transport.ngx"
 
 local M = {}
 
-function M.signature(secret, body)
-  return "sha256=" .. core.base64_encode(core.hmac_sha256(secret, body))
-end
+M.signature = require("account_activity.crc").sign
 
 --- POST one raw body to one webhook. Returns a per-delivery report.
 function M.post(wh, body, cfg)
