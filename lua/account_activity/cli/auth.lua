@@ -79,13 +79,6 @@ function M.start_receiver(port)
   return server
 end
 
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 local function has_display()
   local d, w = os.getenv("DISPLAY"), os.getenv("WAYLAND_DISPLAY")
@@ -139,7 +132,7 @@ local function login(ctx, cli)
     local deadline = os.time() + timeout
     local query
     while os.time() <= deadline do
-      query = read_all(file)
+      query = require("account_activity.nginx_process").read_file(file)
       if query and query ~= "" then break end
       query = nil
       sleep(0.1)
