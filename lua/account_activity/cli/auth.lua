@@ -11,8 +11,9 @@ local M = {}
 
 M.HELP = [=[
 usage: account-activity auth login [--scopes a,b] [--port P] [--store FILE] [--no-browser] [--timeout S]
-                      print the authorize URL, wait on http://127.0.0.1:P/callback for
-                      X's redirect, check its state, exchange the code, store the tokens
+                      print the authorize URL, wait on http://127.0.0.1:P/callback (P: 8765;
+                      0: any free port, for the emulator) for the redirect, check its
+                      state, exchange the code, store the tokens
        account-activity auth list [--store FILE]       user ids, scopes and expiry (never a token)
        account-activity auth refresh USER_ID [--store FILE]
        account-activity auth revoke USER_ID [--store FILE]
@@ -108,16 +109,21 @@ end
 local function login(ctx, cli)
   local c, o = ctx.client, ctx.o
   local port = o.port and tonumber(o.port)
-  if o.port and (not port or port < 1 or port > 65535 or port ~= math.floor(port)) then
-    return usage("--port must be a port number")
+  if o.port and (not port or port < 0 or port > 65535 or port ~= math.floor(port)) then
+    return usage("--port must be a port number (0: any free one)")
   end
   port = port or M.DEFAULT_PORT
+  -- 0: a free port picked by the receiver; only for a server that takes any
+  -- loopback callback (the emulator); X wants the registered one
+  if port == 0 then port = nil end
   local timeout = tonumber(o.timeout or 300)
   if not timeout or timeout <= 0 then return usage("--timeout must be a number of seconds") end
   local scopes = o.scopes and split_scopes(o.scopes) or M.DEFAULT_SCOPES
   if #scopes == 0 then return usage("--scopes needs at least one scope") end
   local server, serr = M.start_receiver(port)
-  if not server then return "cannot start the redirect receiver on 127.0.0.1:" .. port .. ": " .. tostring(serr) end
+  if not server then
+    return "cannot start the redirect receiver on 127.0.0.1:" .. (port or "?") .. ": " .. tostring(serr)
+  end
   local file = server.callback_file
   local result
   local ok, perr = pcall(function()
