@@ -4,6 +4,7 @@
 #   make test       every spec under Lua 5.4 and LuaJIT, plus the nginx specs
 #   make demo       the main job, on the built-in emulator (no network)
 #   make deps       apt-get what is missing (as root)
+#   make install    both builds and bin/account-activity into PREFIX (/usr/local)
 # See README.md.
 
 LUA      ?= lua5.4
@@ -24,11 +25,12 @@ BUILD    ?= build/$(LUA)
 
 WARN     := -Wall -Wextra -Wpedantic -Werror
 # No Lua library on the link line: the host (lua5.4, luajit, nginx) provides it.
+LUA_CFLAGS ?= $(shell $(PKG) --cflags $(LUA_PC))
 AA_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
-            $(shell $(PKG) --cflags $(LUA_PC) libcurl libcrypto)
+            $(LUA_CFLAGS) $(shell $(PKG) --cflags libcurl libcrypto)
 AA_LIBS   = $(shell $(PKG) --libs libcurl libcrypto)
 
-SRCS    := src/core.c src/crypto.c src/oauth1.c src/http.c src/json.c
+SRCS    := src/core.c src/crypto.c src/oauth1.c src/session.c src/batch.c src/stream.c src/json.c src/proc.c
 HDRS    := $(wildcard src/*.h)
 OBJS     = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE     = $(BUILD)/account_activity/core.so
@@ -36,7 +38,7 @@ CORE     = $(BUILD)/account_activity/core.so
 LMOD_DIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 CMOD_DIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 
-.PHONY: all both test demo deps install clean lint memcheck asan fuzz soak bench deps-check
+.PHONY: all both test demo deps install install-abi rock install-rock clean lint memcheck asan fuzz soak bench deps-check
 
 all: $(CORE)
 
@@ -64,13 +66,41 @@ deps:
 deps-check:
 	@sh .ci/deps.sh --check
 
-install: $(CORE)
-	install -d $(DESTDIR)$(CMOD_DIR)/account_activity $(DESTDIR)$(LMOD_DIR)/account_activity
-	install -m 0755 $(CORE) $(DESTDIR)$(CMOD_DIR)/account_activity/core.so
-	cd lua && find account_activity -type d -exec install -d $(DESTDIR)$(LMOD_DIR)/{} \;
-	cd lua && find account_activity -name '*.lua' -exec install -m 0644 {} $(DESTDIR)$(LMOD_DIR)/{} \;
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 bin/account-activity $(DESTDIR)$(PREFIX)/bin/account-activity
+# Both builds: Lua 5.4 scripts load .../lua/5.4, and the nginx workers of the
+# emulator and of `events tail` (LuaJIT) load .../lua/5.1 of the same PREFIX.
+install:
+	$(MAKE) LUA=lua5.4 install-abi
+	$(MAKE) LUA=luajit install-abi
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 0755 bin/account-activity "$(DESTDIR)$(PREFIX)/bin/account-activity"
+
+# One build (LUA=...) into LMOD_DIR and CMOD_DIR.
+install-abi: $(CORE)
+	install -d "$(DESTDIR)$(CMOD_DIR)/account_activity" "$(DESTDIR)$(LMOD_DIR)/account_activity"
+	install -m 0755 $(CORE) "$(DESTDIR)$(CMOD_DIR)/account_activity/core.so"
+	cd lua && find account_activity -type d -exec install -d "$(DESTDIR)$(LMOD_DIR)/{}" \;
+	cd lua && find account_activity -name '*.lua' -exec install -m 0644 {} "$(DESTDIR)$(LMOD_DIR)/{}" \;
+
+# LuaRocks (the rockspec's build type "make"; it passes LUA_INCDIR, LUADIR,
+# LIBDIR, BINDIR): the core for the rock's Lua, and a LuaJIT one for the
+# nginx workers of the emulator and `events tail`, in
+# LIBDIR/account_activity/luajit/ where nginx_process looks for it.
+# Objects per LUA_INCDIR: a 5.1 and a 5.4 rock built from one tree never mix.
+ROCK_BUILD = build/rock-$(notdir $(LUA_INCDIR))
+
+rock:
+	$(MAKE) BUILD=$(ROCK_BUILD) LUA_CFLAGS=-I$(LUA_INCDIR) all
+	if $(PKG) --exists luajit; then $(MAKE) LUA=luajit BUILD=build/rock-luajit all; fi
+
+install-rock:
+	install -d "$(LIBDIR)/account_activity" "$(LUADIR)" "$(BINDIR)"
+	install -m 0755 $(ROCK_BUILD)/account_activity/core.so "$(LIBDIR)/account_activity/core.so"
+	if [ -f build/rock-luajit/account_activity/core.so ]; then \
+	  install -d "$(LIBDIR)/account_activity/luajit/account_activity" && \
+	  install -m 0755 build/rock-luajit/account_activity/core.so "$(LIBDIR)/account_activity/luajit/account_activity/core.so"; fi
+	cd lua && find account_activity -type d -exec install -d "$(LUADIR)/{}" \;
+	cd lua && find account_activity -name '*.lua' -exec install -m 0644 {} "$(LUADIR)/{}" \;
+	install -m 0755 bin/account-activity "$(BINDIR)/account-activity"
 
 clean:
 	rm -rf build
@@ -109,7 +139,7 @@ FUZZ_LIBS    := $(shell $(PKG) --libs lua5.4 libcurl libcrypto)
 
 build/fuzz/fuzz_headers: fuzz/fuzz_headers.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_headers.c src/core.c src/crypto.c src/oauth1.c src/json.c $(FUZZ_LIBS)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_headers.c $(filter-out src/session.c,$(SRCS)) $(FUZZ_LIBS)
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_lua.h $(SRCS) $(HDRS)
 	@mkdir -p build/fuzz

@@ -1,16 +1,16 @@
 /* The Session's response-header parser on arbitrary header blocks: names
  * lowercased, values trimmed, repeated names joined, only the last response
- * kept. Built with http.c itself so the static parser is the one tested. */
+ * kept. Built with session.c itself, so its static helpers are the ones tested. */
 #include <stdlib.h>
 #include "fuzz_lua.h"
-#include "../src/http.c"
+#include "../src/session.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lua_State *L = fuzz_state();
     transfer t;
     memset(&t, 0, sizeof t);
-    if (size > 0 && !buf_append(&t.hdrs, (const char *)data, size)) return 0;
-    push_headers(L, &t);
+    if (size > 0 && !http_buf_append(&t.hdrs, (const char *)data, size)) return 0;
+    http_push_headers(L, &t);
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         size_t kl;

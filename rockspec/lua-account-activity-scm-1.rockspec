@@ -30,21 +30,15 @@ external_dependencies = {
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 build = {
-   type = "builtin",
-   modules = {
-      ["account_activity.core"] = {
-         sources = { "src/core.c", "src/crypto.c", "src/oauth1.c", "src/http.c", "src/json.c" },
-         incdirs = { "src", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
-         libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-         libraries = { "curl", "crypto" },
-         defines = { "_POSIX_C_SOURCE=200809L" },
-      },
-      -- The Lua modules are everything under lua/, which LuaRocks installs
-      -- as is (spec/package_spec.lua checks that none is left out).
-   },
-   install = {
-      bin = { ["account-activity"] = "bin/account-activity" },
-   },
+   -- The Makefile builds two cores: one for the rock's Lua, and one for
+   -- LuaJIT, which the emulator's nginx workers load (so a 5.4 tree alone
+   -- runs the emulator). It installs every module under lua/ as is
+   -- (spec/package_spec.lua checks that none is left out).
+   type = "make",
+   build_target = "rock",
+   build_variables = { CC = "$(CC)", CFLAGS = "$(CFLAGS)", LUA_INCDIR = "$(LUA_INCDIR)" },
+   install_target = "install-rock",
+   install_variables = { LUADIR = "$(LUADIR)", LIBDIR = "$(LIBDIR)", BINDIR = "$(BINDIR)", LUA_INCDIR = "$(LUA_INCDIR)" },
    copy_directories = { "examples" },
 }
 test = {

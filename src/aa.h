@@ -11,6 +11,10 @@ void aa_open_crypto(lua_State *L);   /* adds its functions to the table on top *
 void aa_open_oauth1(lua_State *L);
 void aa_open_http(lua_State *L);
 void aa_open_json(lua_State *L);
+void aa_open_proc(lua_State *L);
+
+/* True while a signal caught by core.signal_catch waits to be taken. */
+int aa_signal_any_pending(void);
 
 /* Scratch memory owned by Lua: chunks are userdata kept in an anchor table
  * that aa_arena_init pushes, so an error raised at any point leaves nothing
@@ -35,6 +39,8 @@ size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space);
 
 /* The value of a hex digit (either case), or -1. */
 int aa_hexval(unsigned char c);
+/* An RFC 9110 token character (methods, header names). */
+int aa_is_tchar(unsigned char c);
 
 size_t aa_base64_encode(char *dst, const unsigned char *src, size_t n);
 int aa_hmac(const char *alg, const void *key, size_t keylen, const void *msg,

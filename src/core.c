@@ -1,5 +1,6 @@
 /* account_activity.core: the C half of lua-account-activity.
- * Registers crypto.c, oauth1.c and http.c into one module table. */
+ * Registers crypto.c, oauth1.c, session.c (with batch.c and stream.c), json.c and proc.c into one module table;
+ * the file locks and private writes of the token store live here. */
 /* flock() is BSD, not POSIX: glibc shows it with _DEFAULT_SOURCE. */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -53,14 +54,16 @@ static int l_version(lua_State *L) {
     return 1;
 }
 
-/* Blocking sleep for scripts (retry back-off); inside nginx use ngx.sleep. */
+/* Blocking sleep for scripts (retry back-off); inside nginx use ngx.sleep.
+ * A signal caught by core.signal_catch (arrived or still untaken) ends it
+ * early, so a script's Ctrl-C is answered at once. */
 static int l_sleep(lua_State *L) {
     lua_Number secs = luaL_checknumber(L, 1);
     struct timespec ts, rem;
     luaL_argcheck(L, secs >= 0 && secs <= 86400, 1, "must be between 0 and 86400 seconds");
     ts.tv_sec = (time_t)secs;
     ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &rem) != 0 && errno == EINTR) ts = rem;
+    while (!aa_signal_any_pending() && nanosleep(&ts, &rem) != 0 && errno == EINTR) ts = rem;
     return 0;
 }
 
@@ -224,6 +227,7 @@ AA_EXPORT int luaopen_account_activity_core(lua_State *L) {
     aa_open_oauth1(L);
     aa_open_http(L);
     aa_open_json(L);
+    aa_open_proc(L);
     lua_pushliteral(L, AA_VERSION);
     lua_setfield(L, -2, "_VERSION");
     return 1;

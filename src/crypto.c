@@ -368,6 +368,11 @@ int aa_hexval(unsigned char c) {
     return -1;
 }
 
+int aa_is_tchar(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space) {
     size_t i, o = 0;
     for (i = 0; i < n; i++) {

@@ -82,11 +82,6 @@ static void push_form_string(aa_arena *a, pairs *ps, const char *s, size_t n) {
     }
 }
 
-static int is_tchar(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static const char *opt_string(lua_State *L, int t, const char *field, size_t *len, int required) {
     int ty = aa_getfield(L, t, field);
     const char *s;
@@ -260,7 +255,7 @@ static void sign(lua_State *L, aa_arena *a, signing *sg, char sig[64], size_t *s
     if (ml == 0 || ml >= sizeof sg->method) luaL_argerror(L, 1, "field 'method' is not an HTTP method");
     for (i = 0; i < ml; i++) {
         unsigned char c = (unsigned char)m[i];
-        if (!is_tchar(c)) luaL_argerror(L, 1, "field 'method' is not an HTTP token");
+        if (!aa_is_tchar(c)) luaL_argerror(L, 1, "field 'method' is not an HTTP token");
         sg->method[i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
     }
     sg->method[ml] = '\0';

@@ -435,7 +435,7 @@ function M.start_endpoint(opts)
   return (function()
     local nginx_process = require "account_activity.nginx_process"
     local server, err = nginx_process.start {
-      ports = 1, workers = 1,
+      ports = 1, workers = 1, port = opts.port,
       http = function(ports)
         return table.concat({
           "init_by_lua_block {",
@@ -765,8 +765,16 @@ function C.events(ctx, pos)
   local count = tonumber(ctx.o.count)
   local timeout = tonumber(ctx.o.timeout)
   local file = os.tmpname()
+  -- TERM and HUP, like Ctrl-C, stop the endpoint before we exit.
+  local core = require "account_activity.core"
+  local STOP_SIGNALS = { "INT", "TERM", "HUP" }
+  core.signal_catch(STOP_SIGNALS)
   local server, err = M.start_endpoint { secret = secret, file = file, port = tonumber(ctx.o.port), path = ctx.o.path }
-  if not server then os.remove(file) return "cannot start the endpoint: " .. tostring(err) end
+  if not server then
+    core.signal_reset(STOP_SIGNALS)
+    os.remove(file)
+    return "cannot start the endpoint: " .. (type(err) == "table" and err.message or tostring(err))
+  end
   ctx.err:write("listening on ", server.hook_url, " (Ctrl-C stops)\n")
   local poll = M.follow(file)
   local seen = 0
@@ -780,10 +788,12 @@ function C.events(ctx, pos)
         if count and seen >= count then return end
       end
       if timeout and os.time() - t0 >= timeout then return end
+      if core.signal_pending() then return end
       sleep(0.1)
     end
   end)
   server:stop()
+  core.signal_reset(STOP_SIGNALS)
   os.remove(file)
   if not ok and not tostring(perr):find("interrupted", 1, true) then return tostring(perr) end
 end

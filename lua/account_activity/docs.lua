@@ -83,6 +83,12 @@ M.entries = {
   { "core.now", "core.now()", "Monotonic seconds, for rates and time-outs." },
   { "core.time", "core.time()", "Wall-clock epoch seconds with sub-second precision (os.time() has whole seconds)." },
   { "core.version", "core.version()", "{version, libcurl, libcurl_tls, openssl, http2, lua}." },
+  { "core.signal_catch", "core.signal_catch{\"INT\", \"TERM\", ...}", "Catch these signals (scripts, not nginx): a handler only notes them; sleeps and reads they interrupt return -> true." },
+  { "core.signal_pending", "core.signal_pending()", "The name of a caught signal not yet taken (and take it), or nil." },
+  { "core.spawn", "core.spawn(argv, {pdeathsig, group, stdin, stdout, stderr})", "Run argv[1] (found on PATH, no shell) as a child; pdeathsig = \"TERM\" makes it die with us, group = true gives it its own process group -> pid, or nil and an error." },
+  { "core.wait", "core.wait(pid, timeout_s, interruptible)", "Wait for a child -> true and its exit code or signal name; false and \"timeout\" (or \"signal\" when interruptible and a caught signal waits); nil and an error." },
+  { "core.kill", "core.kill(pid, signal)", "Send \"TERM\" (default), \"KILL\", \"INT\", ... to pid (> 1) or to a process group (-pgid) -> true, or nil and an error." },
+  { "core.signal_reset", "core.signal_reset([names])", "Put back the dispositions signal_catch replaced (all when names is nil) and drop arrivals not taken." },
 }
 
 local by_key = {}

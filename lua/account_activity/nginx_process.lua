@@ -1,17 +1,29 @@
 --- Start and stop a private nginx (with the lua module) in a temporary prefix.
 -- Used by the emulator launcher, the demo and the integration specs: each
 -- instance listens on free loopback ports only and is torn down by :stop().
+-- nginx runs in the foreground as our child (core.spawn with pdeathsig), so
+-- it cannot outlive this process, however this process ends.
 local M = {}
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+local core = require "account_activity.core"
+local errors = require "account_activity.errors"
+
+-- Runs argv (no shell) to its end; true when it exited 0.
+local function run(argv)
+  local pid = core.spawn(argv, { stdin = "/dev/null" })
+  if not pid then return false end
+  local exited, status = core.wait(pid, 30)
+  if exited == false then core.kill(pid, "KILL"); core.wait(pid, 5) end
+  return exited == true and status == 0
 end
 
--- os.execute returns a number on Lua 5.1/LuaJIT and (ok, how, code) on 5.2+.
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0, a end
-  return a == true, c
+-- One line of a command's output (for id -u, mktemp), through the shell.
+local function first_line(cmd)
+  local p = io.popen(cmd)
+  if not p then return nil end
+  local line = p:read("*l")
+  p:close()
+  return line
 end
 
 local function read_file(path)
@@ -32,32 +44,51 @@ local function write_file(path, data)
   return true
 end
 
--- The source tree this file lives in (…/lua/account_activity/nginx_process.lua),
--- so a checkout works without installing anything.
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
-  local p = io.popen("pwd")
-  local pwd = p:read("*l")
-  p:close()
-  return pwd .. "/" .. path:gsub("^%./", "")
+  return first_line("pwd") .. "/" .. path:gsub("^%./", "")
 end
 
--- The checkout this file lives in (.../lua/account_activity/nginx_process.lua),
--- however it was found (a relative LUA_PATH included).
-local function source_root()
+-- Where this file was loaded from, absolute (a relative LUA_PATH included).
+local function this_file()
   local src = debug.getinfo(1, "S").source
   if src:sub(1, 1) ~= "@" then return nil end
-  return absolute(src:sub(2)):match("^(.*)/lua/account_activity/[^/]*$")
+  return absolute(src:sub(2))
 end
 
---- Lua search paths for the nginx workers (LuaJIT): this checkout's lua/ and
--- build/luajit/ first, then whatever AA_NGINX_LUA_PATH / AA_NGINX_LUA_CPATH add.
+-- Debian's multiarch triplet, asked once per process (a fork each time
+-- would slow the specs, which start many servers).
+local multiarch_cached
+local function multiarch()
+  if not multiarch_cached then
+    local arch = first_line("dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null")
+    multiarch_cached = (arch and arch ~= "") and arch or "x86_64-linux-gnu"
+  end
+  return multiarch_cached
+end
+
+--- Lua search paths for the nginx workers (LuaJIT), found from where this
+-- file is: a checkout's lua/ and build/luajit/, or an install's
+-- PREFIX/share/lua/X.Y with the LuaJIT build in PREFIX/lib/lua/5.1 (`make
+-- install` puts it there) or PREFIX/lib/lua/X.Y/account_activity/luajit
+-- (`luarocks make` does); then whatever AA_NGINX_LUA_PATH / AA_NGINX_LUA_CPATH
+-- add (for a layout of your own), then LuaJIT's standard places.
+local paths_cached
 function M.lua_paths()
+  if paths_cached then return paths_cached[1], paths_cached[2] end
   local path, cpath = {}, {}
-  local root = source_root()
+  local file = this_file() or ""
+  local root = file:match("^(.*)/lua/account_activity/[^/]*$")
+  local lua_dir = file:match("^(.*/share/lua/%d+%.%d+)/account_activity/[^/]*$")
   if root then
     path[#path + 1] = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua"
     cpath[#cpath + 1] = root .. "/build/luajit/?.so"
+  elseif lua_dir then
+    local prefix, abi = lua_dir:match("^(.*)/share/lua/(%d+%.%d+)$")
+    path[#path + 1] = lua_dir .. "/?.lua;" .. lua_dir .. "/?/init.lua"
+    -- make install's LuaJIT build, then a LuaRocks tree's (the rockspec
+    -- builds one next to the core of the rock's Lua)
+    cpath[#cpath + 1] = prefix .. "/lib/lua/5.1/?.so;" .. prefix .. "/lib/lua/" .. abi .. "/account_activity/luajit/?.so"
   end
   local ep, ec = os.getenv("AA_NGINX_LUA_PATH"), os.getenv("AA_NGINX_LUA_CPATH")
   if ep then path[#path + 1] = ep end
@@ -67,13 +98,26 @@ function M.lua_paths()
   -- cannot load into nginx's LuaJIT.
   path[#path + 1] = "/usr/local/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?/init.lua;"
     .. "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua"
-  local multiarch = "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so"
-  local p = io.popen("dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null")
-  local arch = p and p:read("*l")
-  if p then p:close() end
-  if arch and arch ~= "" then multiarch = "/usr/lib/" .. arch .. "/lua/5.1/?.so" end
-  cpath[#cpath + 1] = "/usr/local/lib/lua/5.1/?.so;" .. multiarch .. ";/usr/lib/lua/5.1/?.so"
-  return table.concat(path, ";"), table.concat(cpath, ";")
+  cpath[#cpath + 1] = "/usr/local/lib/lua/5.1/?.so;/usr/lib/" .. multiarch() .. "/lua/5.1/?.so;/usr/lib/lua/5.1/?.so"
+  paths_cached = { table.concat(path, ";"), table.concat(cpath, ";") }
+  return paths_cached[1], paths_cached[2]
+end
+
+-- nginx from PATH, else from the sbin folders a user's PATH lacks on Debian.
+local nginx_cached
+local function nginx_binary()
+  if not nginx_cached then
+    local dirs = (os.getenv("PATH") or "") .. ":/usr/sbin:/usr/local/sbin"
+    for dir in dirs:gmatch("[^:]+") do
+      local f = io.open(dir .. "/nginx", "rb")
+      if f then
+        f:close()
+        nginx_cached = dir .. "/nginx"
+        break
+      end
+    end
+  end
+  return nginx_cached or "nginx"
 end
 
 local MODULES = {
@@ -81,32 +125,10 @@ local MODULES = {
   "/usr/lib/nginx/modules/ngx_http_lua_module.so",
 }
 
+local root_cached
 local function is_root()
-  local p = io.popen("id -u 2>/dev/null")
-  local uid = p and p:read("*l")
-  if p then p:close() end
-  return uid == "0"
-end
-
--- This Lua process's pid (Linux), for the watchdog below.
-local function own_pid()
-  local f = io.open("/proc/self/stat")
-  if not f then return nil end
-  local pid = f:read("*n")
-  f:close()
-  return pid
-end
-
--- A detached shell that stops nginx (and removes its prefix) once the Lua
--- process that started it is gone: a spec run that is killed or crashes
--- must not leave servers behind. It exits by itself when nginx stops first.
-local function start_watchdog(server)
-  local parent = own_pid()
-  if not parent or not server.pid then return end
-  local script = ("while kill -0 %d 2>/dev/null && kill -0 %d 2>/dev/null; do sleep 1; done; "
-    .. "if kill -0 %d 2>/dev/null; then kill -TERM %d; sleep 1; kill -KILL %d 2>/dev/null; rm -rf %s; fi")
-    :format(parent, server.pid, server.pid, server.pid, server.pid, shell_quote(server.prefix))
-  run("sh -c " .. shell_quote(script) .. " </dev/null >/dev/null 2>&1 &")
+  if root_cached == nil then root_cached = first_line("id -u 2>/dev/null") == "0" end
+  return root_cached
 end
 
 local Server = {}
@@ -122,65 +144,109 @@ function Server:error_log()
   return read_file(self.prefix .. "/logs/error.log") or ""
 end
 
+--- Is the master still running? (It is our child: this also reaps it.)
 function Server:alive()
-  return self.pid ~= nil and run("kill -0 " .. self.pid .. " 2>/dev/null")
+  if not self.pid then return false end
+  return self:wait(0) == false
 end
 
---- Stop nginx (fast shutdown) and wait until the master is gone; removes the
--- prefix unless `keep` is true. Idempotent.
+--- Wait up to timeout_s for the master to end -> true, exit code | signal
+-- name, or false, "timeout" | "signal" (interruptible: a signal caught by
+-- core.signal_catch is waiting).
+function Server:wait(timeout_s, interruptible)
+  if self.status ~= nil then return true, self.status end
+  if not self.pid then return true, nil end
+  local exited, status = core.wait(self.pid, timeout_s, interruptible)
+  if exited == nil then exited, status = true, "gone" end -- reaped elsewhere
+  if exited then self.status = status end
+  return exited, status
+end
+
+--- Stop nginx (fast shutdown) and wait until the master and its workers are
+-- gone; removes the prefix unless `keep` is true. Idempotent.
 function Server:stop(keep)
   if self.pid then
-    run("kill -TERM " .. self.pid .. " 2>/dev/null")
-    for _ = 1, 200 do
-      if not self:alive() then break end
-      run("sleep 0.02")
+    if self:wait(0) == false then
+      core.kill(self.pid, "TERM")
+      -- The master kills a worker that ignores the shutdown after ~1.5 s.
+      if self:wait(3) == false then
+        -- nginx leads its own process group: this reaches the workers too.
+        core.kill(-self.pid, "KILL")
+        self:wait(2)
+      end
     end
-    if self:alive() then run("kill -KILL " .. self.pid .. " 2>/dev/null") end
     self.pid = nil
   end
   if not keep and self.prefix and not self.kept then
-    run("rm -rf " .. shell_quote(self.prefix))
+    run { "rm", "-rf", "--", self.prefix }
   end
   return true
 end
 
---- Start nginx.
+local function contains(text, what) return text:find(what, 1, true) ~= nil end
+
+-- Starts nginx on one set of ports and waits until it listens (it writes the
+-- pid file once every socket is bound). Returns server | nil, err, retry.
+local function launch(server, deadline)
+  local prefix = server.prefix
+  local start_out = prefix .. "/logs/start.out"
+  local pid, err = core.spawn({ nginx_binary(), "-p", prefix, "-c", "conf/nginx.conf", "-e", "logs/error.log" }, {
+    pdeathsig = "TERM", group = true, stdin = "/dev/null", stdout = start_out, stderr = start_out,
+  })
+  if not pid then return nil, err end
+  server.pid = pid
+  local pidfile = prefix .. "/logs/nginx.pid"
+  repeat
+    local exited = server:wait(0.005)
+    if tonumber(read_file(pidfile) or "") == pid then return server end
+    local log = (read_file(start_out) or "") .. server:error_log()
+    -- nginx retries a busy port for 2.5 s: no need to watch it do so.
+    if contains(log, "Address already in use") or exited then
+      server:stop(true)
+      return nil, log, contains(log, "Address already in use")
+    end
+  until core.now() > deadline
+  local log = server:error_log()
+  server:stop(true)
+  return nil, "nginx did not start in time\n" .. log
+end
+
+--- Start nginx, in the foreground as a child of this process, so that it
+-- dies with it (kill -9 included) and a Ctrl-C reaches it only through us.
 -- opts.http(ports, server) -> string: directives for inside `http {}`; it
 -- must `listen 127.0.0.1:<port>` on the ports it was given.
--- opts.ports: how many free ports to hand it (default 1).
+-- opts.ports: how many free ports to hand it (default 1); opts.port: this
+-- one port instead (a busy one is an error of kind "port_in_use").
 -- opts.workers (default 1), opts.prefix (default: a new temporary folder),
 -- opts.main: extra main-context directives (e.g. `env FOO;`).
--- opts.watchdog = false: let nginx outlive this process (a watchdog stops it
--- otherwise when this process ends without calling :stop()).
--- Returns a Server with .port, .ports, .prefix, .url, or nil, err.
+-- Returns a Server with .pid, .port, .ports, .prefix, .url, or nil, err.
 function M.start(opts)
   assert(type(opts) == "table" and type(opts.http) == "function",
     "nginx_process.start: opts.http must be a function(ports, server) -> string")
+  assert(opts.port == nil or (type(opts.port) == "number" and opts.port % 1 == 0),
+    "nginx_process.start: opts.port must be an integer")
   local prefix = opts.prefix
-  if not prefix then
-    local p = io.popen("mktemp -d /tmp/aa-nginx.XXXXXXXX")
-    prefix = p:read("*l")
-    p:close()
-  end
+  if not prefix then prefix = first_line("mktemp -d -t aa-nginx.XXXXXXXX") end
   if not prefix or prefix == "" then return nil, "cannot create a temporary prefix" end
-  for _, d in ipairs { "logs", "conf", "tmp" } do
-    run("mkdir -p " .. shell_quote(prefix .. "/" .. d))
-  end
+  run { "mkdir", "-p", prefix .. "/logs", prefix .. "/conf", prefix .. "/tmp" }
   local lua_path, lua_cpath = M.lua_paths()
   local nports = opts.ports or 1
   math.randomseed(os.time() + math.floor((os.clock() * 1e6)) + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
   local last_err
-  for _ = 1, 25 do
+  local deadline = core.now() + 20
+  for _ = 1, opts.port and 1 or 25 do
     local ports = {}
     local base = math.random(20000, 59000)
     for i = 1, nports do ports[i] = base + (i - 1) * 7 end
+    if opts.port then ports = { opts.port } end
     local server = setmetatable({ prefix = prefix, ports = ports, port = ports[1],
       url = "http://127.0.0.1:" .. ports[1] }, Server)
     local conf = {}
     for _, m in ipairs(MODULES) do conf[#conf + 1] = "load_module " .. m .. ";" end
     if is_root() then conf[#conf + 1] = "user root;" end
     conf[#conf + 1] = ("worker_processes %d;"):format(opts.workers or 1)
-    conf[#conf + 1] = "daemon on;"
+    conf[#conf + 1] = "daemon off;"
+    conf[#conf + 1] = "master_process on;"
     conf[#conf + 1] = "pid logs/nginx.pid;"
     conf[#conf + 1] = "error_log logs/error.log " .. (opts.log_level or "warn") .. ";"
     conf[#conf + 1] = opts.main or ""
@@ -196,27 +262,18 @@ function M.start(opts)
     conf[#conf + 1] = "}"
     write_file(prefix .. "/conf/nginx.conf", table.concat(conf, "\n") .. "\n")
     write_file(prefix .. "/logs/error.log", "")
-    local ok = run("nginx -p " .. shell_quote(prefix) .. " -c conf/nginx.conf -e logs/error.log >"
-      .. shell_quote(prefix .. "/logs/start.out") .. " 2>&1")
-    if ok then
-      local pid
-      for _ = 1, 100 do
-        pid = tonumber(read_file(prefix .. "/logs/nginx.pid") or "")
-        if pid then break end
-        run("sleep 0.01")
-      end
-      server.pid = pid
-      if pid then
-        if opts.watchdog ~= false then start_watchdog(server) end
-        return server
-      end
-      last_err = "nginx started but wrote no pid file"
-    else
-      last_err = (read_file(prefix .. "/logs/start.out") or "") .. server:error_log()
-      if not last_err:find("in use", 1, true) then break end
+    write_file(prefix .. "/logs/start.out", "")
+    os.remove(prefix .. "/logs/nginx.pid")
+    local started, err, busy = launch(server, deadline)
+    if started then return started end
+    last_err = err
+    if busy and opts.port then
+      run { "rm", "-rf", "--", prefix }
+      return nil, errors.make("port_in_use", "port " .. opts.port .. " is in use", nil, { port = opts.port })
     end
+    if not busy or core.now() > deadline then break end
   end
-  run("rm -rf " .. shell_quote(prefix))
+  run { "rm", "-rf", "--", prefix }
   return nil, "nginx did not start: " .. (last_err or "?")
 end
 

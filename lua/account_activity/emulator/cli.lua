@@ -1,6 +1,7 @@
 --- `account-activity emulator [--port P] [--state DIR] [--config FILE] [--print-config]`
--- Runs the emulator in the foreground until SIGINT/SIGTERM, then stops
--- nginx and removes its temporary prefix.
+-- Runs the emulator in the foreground until SIGINT, SIGTERM or SIGHUP, then
+-- stops nginx and removes its temporary prefix before exiting. A busy --port
+-- is reported at once (exit 2).
 local util = require "account_activity.emulator.util"
 local config = require "account_activity.emulator.config"
 
@@ -18,10 +19,6 @@ usage: account-activity emulator [--port P] [--state DIR] [--config FILE] [--pri
 
 -- The port --print-config assumes without --port (the one the README uses).
 M.DEFAULT_PORT = 8099
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 local function parse(argv)
   local o, i = {}, 1
@@ -75,33 +72,40 @@ function M.main(argv, out, errout)
     out:write(util.encode(config.credentials(cfg, "http://127.0.0.1:" .. (o.port or M.DEFAULT_PORT))), "\n")
     return 0
   end
+  -- Caught before nginx starts, so a Ctrl-C during the start is answered
+  -- too; handlers only note the signal, the loop below does the stopping.
+  local core = require "account_activity.core"
+  local STOP_SIGNALS = { "INT", "TERM", "HUP" }
+  core.signal_catch(STOP_SIGNALS)
   local emu
   emu, err = require("account_activity.emulator").start {
     port = o.port, config_file = o.config_file, state_dir = o.state_dir, workers = o.workers,
     latency_ms = o.latency_ms,
   }
   if not emu then
+    core.signal_reset(STOP_SIGNALS)
+    if type(err) == "table" and err.kind == "port_in_use" then
+      errout:write("account-activity emulator: ", err.message, "\n")
+      return 2
+    end
     errout:write("account-activity emulator: ", tostring(err), "\n")
     return 1
   end
   out:write("listening on ", emu.url, "\n")
   out:flush()
-  -- Lua cannot catch signals, so a shell waits in the foreground instead: its
-  -- trap stops nginx on INT/TERM, and it also cleans up when this process
-  -- ($PPID) is killed while waiting.
-  local pid = emu.server.pid
-  local script = table.concat({
-    "cleanup() { kill -TERM " .. pid .. " 2>/dev/null; i=0; while kill -0 " .. pid
-      .. " 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; kill -KILL " .. pid
-      .. " 2>/dev/null; rm -rf " .. shell_quote(emu.prefix) .. "; exit 0; }",
-    "trap cleanup INT TERM HUP",
-    "while kill -0 " .. pid .. " 2>/dev/null && kill -0 $PPID 2>/dev/null; do sleep 0.2 & wait $!; done",
-    "cleanup",
-  }, "\n")
-  -- os.execute runs the script with `sh -c`, so $PPID in it is this process.
-  os.execute(script)
+  local status = 0
+  while not core.signal_pending() do
+    local exited, how = emu.server:wait(3600, true)
+    if exited then
+      errout:write("account-activity emulator: nginx exited (", tostring(how), ")\n", emu:error_log())
+      status = 1
+      break
+    end
+  end
+  -- Stopped and removed before we exit: nothing of it outlives the CLI.
   emu:stop()
-  return 0
+  core.signal_reset(STOP_SIGNALS)
+  return status
 end
 
 return M

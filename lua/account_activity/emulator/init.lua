@@ -138,6 +138,7 @@ function M.start(opts)
   local server, err = nginx_process.start {
     workers = opts.workers or 1,
     ports = 1,
+    port = opts.port,
     http = function(ports, srv)
       config_path = srv.prefix .. "/conf/emulator.json"
       write(config_path, util.encode(cfg))
@@ -151,13 +152,13 @@ function M.start(opts)
     server = server, port = port, url = url,
     config = config.credentials(cfg, url), settings = cfg, prefix = server.prefix,
   }, Emulator)
-  -- The listening socket exists once nginx has daemonised; wait for a worker.
+  -- nginx listens once it has started; wait for a worker to answer.
   local last
   for _ = 1, 100 do
     local r, e = emu:control("GET", "/_emulator/health")
     if r and r.ok then return emu end
     last = e
-    os.execute("sleep 0.02")
+    if server:wait(0.02) then break end -- nginx died: its log says why
   end
   local log = server:error_log()
   emu:stop()

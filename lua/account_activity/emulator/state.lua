@@ -320,7 +320,9 @@ end
 
 local VOLATILE = { "lock:", "nonce:", "rl:" }
 
---- Forget every webhook, subscription, event, fault and log entry; keep the config.
+--- Forget every webhook, subscription, event, fault and log entry; keep the
+-- config and the OAuth 1.0a nonces seen (each with the expiry it had): a
+-- captured request must not replay past authentication after a reset.
 function M.reset()
   local d = dict()
   local cfg = d:get("config")
@@ -328,8 +330,16 @@ function M.reset()
   -- versions only ever grow: a worker that cached version n must never see
   -- a new list under the same number after a reset
   local faults_ver = d:get("faults_ver")
+  local nonces = {}
+  for _, k in ipairs(d:get_keys(0)) do
+    if k:sub(1, 6) == "nonce:" then
+      local ttl = d:ttl(k)
+      if ttl then nonces[k] = ttl end -- 0: never expires
+    end
+  end
   d:flush_all()
   d:flush_expired()
+  for k, ttl in pairs(nonces) do d:set(k, true, ttl) end
   if cfg then d:set("config", cfg) end
   d:set("config_ver", (ver or 0) + 1)
   d:set("faults_ver", (faults_ver or 0) + 1)

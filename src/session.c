@@ -1,47 +1,14 @@
-/* HTTP on libcurl: a Session userdata with a shared connection cache,
- * one-request calls on a reused easy handle, and batches on curl_multi.
- *
- * Rule: no Lua API call that can raise runs while libcurl is on the stack.
- * The write/header callbacks only append to C buffers owned by the session
- * (or by a batch userdata); Lua values are built after libcurl returns. */
+/* HTTP on libcurl, the session: a Session userdata with a shared connection
+ * cache, one-request calls on a reused easy handle, the request setup, and
+ * the results and errors that batch.c and stream.c build too (http.h). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <curl/curl.h>
-#include "aa.h"
-
-#define SESSION_MT "account_activity.Session"
-#define MAX_BODY ((size_t)256 << 20)
-
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buf;
-
-typedef struct {
-    CURL *easy;
-    struct curl_slist *headers;
-    buf body, hdrs;
-    char errbuf[CURL_ERROR_SIZE];
-    int index; /* 1-based position in the batch; 0 when idle */
-    int too_big;
-} transfer;
-
-typedef struct {
-    CURLSH *share;
-    CURLM *multi;
-    transfer single;
-    transfer *slots; /* perform(): malloc'd, nslots long */
-    int nslots;
-    long timeout_ms, connect_timeout_ms;
-    char *ca_file, *ca_path, *user_agent;
-    int insecure, closed, busy;
-    unsigned long requests;
-} session;
+#include "http.h"
 
 /* ---- buffers (no Lua calls: they run inside libcurl callbacks) ---------- */
 
-static int buf_append(buf *b, const char *p, size_t n) {
+int http_buf_append(buf *b, const char *p, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t ncap = b->cap ? b->cap : 4096;
         char *nd;
@@ -79,16 +46,16 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
         t->too_big = 1;
         return 0;
     }
-    return buf_append(&t->body, p, len) ? len : 0;
+    return http_buf_append(&t->body, p, len) ? len : 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     transfer *t = (transfer *)ud;
     size_t len = size * n;
-    return buf_append(&t->hdrs, p, len) ? len : 0;
+    return http_buf_append(&t->hdrs, p, len) ? len : 0;
 }
 
-static void transfer_reset(transfer *t) {
+void http_transfer_reset(transfer *t) {
     if (t->headers) {
         curl_slist_free_all(t->headers);
         t->headers = NULL;
@@ -99,7 +66,7 @@ static void transfer_reset(transfer *t) {
     t->too_big = 0;
 }
 
-static void transfer_free(transfer *t) {
+void http_transfer_free(transfer *t) {
     if (t->headers) curl_slist_free_all(t->headers);
     t->headers = NULL;
     if (t->easy) curl_easy_cleanup(t->easy);
@@ -110,7 +77,7 @@ static void transfer_free(transfer *t) {
 
 /* ---- session ------------------------------------------------------------ */
 
-static session *check_session(lua_State *L, int idx) {
+session *http_check_session(lua_State *L, int idx) {
     session *s = (session *)luaL_checkudata(L, idx, SESSION_MT);
     if (s->closed) luaL_argerror(L, idx, "the session is closed");
     return s;
@@ -120,8 +87,8 @@ static void session_release(session *s) {
     int i;
     if (s->closed) return;
     s->closed = 1;
-    transfer_free(&s->single);
-    for (i = 0; i < s->nslots; i++) transfer_free(&s->slots[i]);
+    http_transfer_free(&s->single);
+    for (i = 0; i < s->nslots; i++) http_transfer_free(&s->slots[i]);
     free(s->slots);
     s->slots = NULL;
     s->nslots = 0;
@@ -256,16 +223,11 @@ static int l_session_new(lua_State *L) {
 
 /* ---- request setup ------------------------------------------------------ */
 
-static int is_tchar(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static int is_token(const char *s, size_t n) {
     size_t i;
     if (n == 0) return 0;
     for (i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i])) return 0;
+        if (!aa_is_tchar((unsigned char)s[i])) return 0;
     return 1;
 }
 
@@ -273,7 +235,7 @@ static int is_token(const char *s, size_t n) {
  * argument argn); returns NULL on success or a message for a value that must
  * not be sent (the caller returns it as an "argument" error). Anything
  * allocated is stored in t at once, so a raise leaves nothing unowned. */
-static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri, int argn, int copy_body) {
+const char *http_setup_transfer(lua_State *L, session *s, transfer *t, int ri, int argn, int copy_body) {
     size_t ml, ul, bl = 0;
     const char *method, *url, *body = NULL;
     long timeout_ms = s->timeout_ms;
@@ -336,7 +298,7 @@ static const char *setup_transfer(lua_State *L, session *s, transfer *t, int ri,
         if (s->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
         if (s->ca_path) curl_easy_setopt(e, CURLOPT_CAPATH, s->ca_path);
     }
-    transfer_reset(t);
+    http_transfer_reset(t);
     e = t->easy;
 
     ty = aa_getfield(L, ri, "headers");
@@ -444,7 +406,7 @@ static void join_repeated(lua_State *L, int parts, int h) {
     }
 }
 
-static void push_headers(lua_State *L, transfer *t) {
+void http_push_headers(lua_State *L, transfer *t) {
     char *p = t->hdrs.data, *end;
     int parts = lua_gettop(L) + 1, h = parts + 1;
     /* batches call this deep in perform(): room for the tables, a name,
@@ -512,7 +474,7 @@ static void push_headers(lua_State *L, transfer *t) {
     lua_remove(L, parts);
 }
 
-static void push_response(lua_State *L, transfer *t) {
+void http_push_response(lua_State *L, transfer *t) {
     long status = 0, ver = 0;
     double total = 0;
     const char *vs;
@@ -522,7 +484,7 @@ static void push_response(lua_State *L, transfer *t) {
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, (lua_Integer)status);
     lua_setfield(L, -2, "status");
-    push_headers(L, t);
+    http_push_headers(L, t);
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     lua_setfield(L, -2, "body");
@@ -538,6 +500,20 @@ static void push_response(lua_State *L, transfer *t) {
     lua_setfield(L, -2, "http_version");
     lua_pushnumber(L, total);
     lua_setfield(L, -2, "time");
+}
+
+/* The one shape of a transport error, {kind, message, connect}, built from
+ * the message string on top of the stack (which it replaces). Every error
+ * of the session, the batch and the stream comes out of here. */
+void http_push_err(lua_State *L, const char *kind, int connect) {
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "message");
+    lua_pushboolean(L, connect);
+    lua_setfield(L, -2, "connect");
+    lua_remove(L, -2);
 }
 
 static const char *error_kind(CURLcode rc, int *connect) {
@@ -572,7 +548,7 @@ static const char *error_kind(CURLcode rc, int *connect) {
     }
 }
 
-static void push_error(lua_State *L, transfer *t, CURLcode rc) {
+void http_push_error(lua_State *L, transfer *t, CURLcode rc) {
     int connect;
     const char *kind = error_kind(rc, &connect);
     curl_off_t pre = 0;
@@ -581,534 +557,49 @@ static void push_error(lua_State *L, transfer *t, CURLcode rc) {
         curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
         if (pre == 0) connect = 1;
     }
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
     if (t->too_big)
         lua_pushliteral(L, "response body larger than 256 MiB");
     else if (t->errbuf[0])
         lua_pushfstring(L, "%s: %s", curl_easy_strerror(rc), t->errbuf);
     else
         lua_pushstring(L, curl_easy_strerror(rc));
-    lua_setfield(L, -2, "message");
+    http_push_err(L, kind, connect);
     lua_pushinteger(L, (lua_Integer)rc);
     lua_setfield(L, -2, "curl_code");
-    lua_pushboolean(L, connect);
-    lua_setfield(L, -2, "connect");
 }
 
-static void push_argument_error(lua_State *L, const char *msg) {
-    lua_createtable(L, 0, 3);
-    lua_pushliteral(L, "argument");
-    lua_setfield(L, -2, "kind");
+void http_push_argument_error(lua_State *L, const char *msg) {
     lua_pushfstring(L, "request refused before sending: %s", msg);
-    lua_setfield(L, -2, "message");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "connect");
+    http_push_err(L, "argument", 1);
 }
 
 static int l_request(lua_State *L) {
-    session *s = check_session(L, 1);
+    session *s = http_check_session(L, 1);
     const char *bad;
     CURLcode rc;
     luaL_checktype(L, 2, LUA_TTABLE);
-    bad = setup_transfer(L, s, &s->single, 2, 2, 0);
+    bad = http_setup_transfer(L, s, &s->single, 2, 2, 0);
     if (bad) {
         lua_pushnil(L);
-        push_argument_error(L, bad);
+        http_push_argument_error(L, bad);
         return 2;
     }
     rc = curl_easy_perform(s->single.easy);
     if (rc != CURLE_OK) {
         lua_pushnil(L);
-        push_error(L, &s->single, rc);
+        http_push_error(L, &s->single, rc);
         return 2;
     }
-    push_response(L, &s->single);
+    http_push_response(L, &s->single);
     /* drop what the headers list and buffers hold until the next call */
-    transfer_reset(&s->single);
+    http_transfer_reset(&s->single);
     return 1;
 }
-
-/* ---- batches on curl_multi ---------------------------------------------- */
-
-/* perform's work runs under lua_pcall (perform_body) so that whatever
- * happens (an error in our own code, out of memory), perform() can take
- * every handle out of the multi and clear `busy` before re-raising. */
-
-typedef struct {
-    session *s;
-    int n, concurrency, active, next;
-    int results, on_done, cberrs; /* stack indices inside perform_body */
-} batch;
-
-static void finish_one(lua_State *L, batch *b, int index, int ok_response, transfer *t, CURLcode rc, const char *argmsg) {
-    lua_createtable(L, 0, 2);
-    if (argmsg) {
-        push_argument_error(L, argmsg);
-        lua_setfield(L, -2, "err");
-    } else if (ok_response) {
-        push_response(L, t);
-        lua_setfield(L, -2, "res");
-    } else {
-        push_error(L, t, rc);
-        lua_setfield(L, -2, "err");
-    }
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, b->results, index);
-    if (b->on_done) {
-        lua_pushvalue(L, b->on_done);
-        lua_pushinteger(L, index);
-        lua_getfield(L, -3, "res");
-        lua_getfield(L, -4, "err");
-        if (lua_pcall(L, 3, 0, 0) != 0) {
-            lua_createtable(L, 0, 2);
-            lua_pushinteger(L, index);
-            lua_setfield(L, -2, "index");
-            lua_pushvalue(L, -2);
-            if (!lua_isstring(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushliteral(L, "(error object is not a string)");
-            }
-            lua_setfield(L, -2, "message");
-            lua_rawseti(L, b->cberrs, (int)aa_rawlen(L, b->cberrs) + 1);
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-}
-
-/* Starts requests until the window is full; returns after queuing at least
- * nothing more can be queued. */
-static void fill(lua_State *L, batch *b) {
-    session *s = b->s;
-    int i;
-    for (i = 0; i < s->nslots && b->next <= b->n; i++) {
-        transfer *t = &s->slots[i];
-        const char *bad;
-        int idx;
-        if (t->index != 0) continue;
-        idx = b->next++;
-        lua_rawgeti(L, 2, idx);
-        bad = setup_transfer(L, s, t, lua_gettop(L), 2, 1);
-        lua_pop(L, 1);
-        if (bad) {
-            finish_one(L, b, idx, 0, t, CURLE_OK, bad);
-            i--; /* the slot is still free */
-            continue;
-        }
-        if (curl_multi_add_handle(s->multi, t->easy) != CURLM_OK) {
-            finish_one(L, b, idx, 0, t, CURLE_OUT_OF_MEMORY, NULL);
-            i--;
-            continue;
-        }
-        t->index = idx;
-        b->active++;
-    }
-}
-
-static int perform_body(lua_State *L) {
-    batch *b = (batch *)lua_touserdata(L, lua_upvalueindex(1));
-    session *s = b->s;
-    lua_createtable(L, b->n, 0);
-    b->results = lua_gettop(L);
-    lua_newtable(L);
-    b->cberrs = lua_gettop(L);
-    fill(L, b);
-    while (b->active > 0) {
-        int running = 0, q = 0;
-        CURLMsg *m;
-        CURLMcode mc = curl_multi_perform(s->multi, &running);
-        if (mc != CURLM_OK) return luaL_error(L, "curl_multi_perform: %s", curl_multi_strerror(mc));
-        while ((m = curl_multi_info_read(s->multi, &q)) != NULL) {
-            transfer *t = NULL;
-            int idx;
-            if (m->msg != CURLMSG_DONE) continue;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-            {
-                CURLcode rc = m->data.result;
-                curl_multi_remove_handle(s->multi, t->easy); /* invalidates m */
-                idx = t->index;
-                b->active--;
-                finish_one(L, b, idx, rc == CURLE_OK, t, rc, NULL);
-                t->index = 0;
-                transfer_reset(t);
-            }
-        }
-        fill(L, b);
-        if (b->active > 0 && running > 0) {
-            mc = curl_multi_poll(s->multi, NULL, 0, 1000, NULL);
-            if (mc != CURLM_OK) return luaL_error(L, "curl_multi_poll: %s", curl_multi_strerror(mc));
-        }
-    }
-    lua_pushvalue(L, b->results);
-    if (aa_rawlen(L, b->cberrs) > 0) lua_pushvalue(L, b->cberrs);
-    else lua_pushnil(L);
-    return 2;
-}
-
-static int l_perform(lua_State *L) {
-    session *s = check_session(L, 1);
-    batch *b;
-    int n, i, conc = 16, status, on_done = 0;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "concurrency");
-        if (!lua_isnil(L, -1)) {
-            lua_Number c = lua_tonumber(L, -1);
-            if (lua_type(L, -1) != LUA_TNUMBER || !(c >= 1 && c <= 1024) || c != (int)c)
-                luaL_argerror(L, 3, "field 'concurrency' must be an integer from 1 to 1024");
-            conc = (int)c;
-        }
-        lua_pop(L, 1);
-        lua_getfield(L, 3, "on_done");
-        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
-            luaL_argerror(L, 3, "field 'on_done' must be a function");
-        if (lua_isfunction(L, -1)) on_done = 1;
-        else lua_pop(L, 1);
-    }
-    if (s->busy) return luaL_error(L, "session is busy: perform() called from inside perform()");
-    n = (int)aa_rawlen(L, 2);
-    for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, 2, i);
-        if (lua_type(L, -1) != LUA_TTABLE) {
-            lua_pushfstring(L, "requests[%d] must be a table", i);
-            luaL_argerror(L, 2, lua_tostring(L, -1));
-        }
-        lua_pop(L, 1);
-    }
-    if (conc > n) conc = n > 0 ? n : 1;
-    if (s->nslots < conc) {
-        transfer *ns = (transfer *)realloc(s->slots, (size_t)conc * sizeof(transfer));
-        if (ns == NULL) return luaL_error(L, "out of memory");
-        memset(ns + s->nslots, 0, (size_t)(conc - s->nslots) * sizeof(transfer));
-        /* the handles set up earlier point into the old array */
-        for (i = 0; i < s->nslots; i++) {
-            transfer *t = &ns[i];
-            if (t->easy == NULL) continue;
-            curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, (void *)t);
-            curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, (void *)t);
-            curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
-            curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t);
-        }
-        s->slots = ns;
-        s->nslots = conc;
-    }
-    b = (batch *)lua_newuserdata(L, sizeof(batch));
-    memset(b, 0, sizeof *b);
-    b->s = s;
-    b->n = n;
-    b->concurrency = conc;
-    b->next = 1;
-    b->on_done = on_done ? lua_gettop(L) - 1 : 0;
-    /* perform_body sees the same arguments at 1..3 and the callback at its index */
-    lua_pushcclosure(L, perform_body, 1);
-    lua_insert(L, 1);
-    s->busy = 1;
-    {
-        /* only use up to conc slots this time */
-        int saved = s->nslots;
-        s->nslots = conc;
-        status = lua_pcall(L, lua_gettop(L) - 1, 2, 0);
-        s->nslots = saved;
-    }
-    for (i = 0; i < s->nslots; i++) {
-        transfer *t = &s->slots[i];
-        if (t->index != 0) {
-            curl_multi_remove_handle(s->multi, t->easy);
-            t->index = 0;
-        }
-        transfer_reset(t);
-    }
-    s->busy = 0;
-    if (status != 0) return lua_error(L);
-    return 2;
-}
-
-
-/* ---- pull-mode streams (long-lived responses read line by line) ---------
- * The caller drives libcurl from read_line(): curl_multi runs only inside
- * that call, the write callback only appends to the buffer (pausing the
- * transfer when the reader falls behind), and lines are pushed to Lua after
- * libcurl returns. */
-
-#define STREAM_MT "account_activity.Stream"
-#define STREAM_HIGH_WATER ((size_t)4 << 20)
-/* read_all()'s default cap: an error answer's body is read for its message,
- * and past this it is a hostile or broken server */
-#define STREAM_READ_ALL_MAX ((size_t)64 << 10)
-
-typedef struct {
-    transfer t; /* first: the callbacks get a transfer* that is a stream* */
-    CURLM *multi;
-    size_t consumed;
-    long timeout_ms; /* the session's, read_all()'s default deadline */
-    CURLcode result;
-    int done, paused, headers_done, informational, closed;
-} stream;
-
-static size_t on_stream_body(char *p, size_t size, size_t n, void *ud) {
-    stream *st = (stream *)ud;
-    size_t len = size * n;
-    if (st->t.body.len - st->consumed > STREAM_HIGH_WATER) {
-        st->paused = 1;
-        return CURL_WRITEFUNC_PAUSE;
-    }
-    return buf_append(&st->t.body, p, len) ? len : 0;
-}
-
-static size_t on_stream_header(char *p, size_t size, size_t n, void *ud) {
-    stream *st = (stream *)ud;
-    size_t len = size * n;
-    if (len >= 12 && memcmp(p, "HTTP/", 5) == 0) {
-        const char *sp = memchr(p, ' ', len);
-        st->informational = sp != NULL && sp + 1 < p + len && sp[1] == '1';
-    } else if ((len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n')) {
-        if (!st->informational) st->headers_done = 1;
-    }
-    return buf_append(&st->t.hdrs, p, len) ? len : 0;
-}
-
-static void stream_release(stream *st) {
-    if (st->closed) return;
-    st->closed = 1;
-    if (st->multi && st->t.easy) curl_multi_remove_handle(st->multi, st->t.easy);
-    transfer_free(&st->t);
-    if (st->multi) curl_multi_cleanup(st->multi);
-    st->multi = NULL;
-}
-
-/* One round of libcurl work, waiting at most wait_ms for activity. */
-static void stream_pump(stream *st, int wait_ms) {
-    int running = 0, q = 0;
-    CURLMsg *m;
-    if (st->done) return;
-    if (st->paused && st->t.body.len - st->consumed < STREAM_HIGH_WATER / 2) {
-        st->paused = 0;
-        curl_easy_pause(st->t.easy, CURLPAUSE_CONT);
-    }
-    curl_multi_perform(st->multi, &running);
-    while ((m = curl_multi_info_read(st->multi, &q)) != NULL) {
-        if (m->msg == CURLMSG_DONE) {
-            st->result = m->data.result;
-            st->done = 1;
-        }
-    }
-    if (!st->done && wait_ms > 0) curl_multi_poll(st->multi, NULL, 0, wait_ms, NULL);
-}
-
-static double mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static stream *check_stream(lua_State *L) {
-    stream *st = (stream *)luaL_checkudata(L, 1, STREAM_MT);
-    if (st->closed) luaL_argerror(L, 1, "the stream is closed");
-    return st;
-}
-
-static int l_stream_open(lua_State *L) {
-    session *s = check_session(L, 1);
-    stream *st;
-    const char *bad;
-    double deadline;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    st = (stream *)lua_newuserdata(L, sizeof(stream));
-    memset(st, 0, sizeof *st);
-    luaL_getmetatable(L, STREAM_MT);
-    lua_setmetatable(L, -2);
-    bad = setup_transfer(L, s, &st->t, 2, 2, 1);
-    if (bad) {
-        stream_release(st);
-        lua_pushnil(L);
-        push_argument_error(L, bad);
-        return 2;
-    }
-    /* a stream lives on its own connection and outlives nothing of the
-     * session: no shared cache, no overall deadline unless asked for */
-    curl_easy_setopt(st->t.easy, CURLOPT_SHARE, NULL);
-    lua_getfield(L, 2, "timeout");
-    if (lua_isnil(L, -1)) curl_easy_setopt(st->t.easy, CURLOPT_TIMEOUT_MS, 0L);
-    lua_pop(L, 1);
-    curl_easy_setopt(st->t.easy, CURLOPT_WRITEFUNCTION, on_stream_body);
-    curl_easy_setopt(st->t.easy, CURLOPT_WRITEDATA, (void *)st);
-    curl_easy_setopt(st->t.easy, CURLOPT_HEADERFUNCTION, on_stream_header);
-    curl_easy_setopt(st->t.easy, CURLOPT_HEADERDATA, (void *)st);
-    st->multi = curl_multi_init();
-    if (st->multi == NULL || curl_multi_add_handle(st->multi, st->t.easy) != CURLM_OK) {
-        stream_release(st);
-        return luaL_error(L, "libcurl could not start a stream");
-    }
-    st->timeout_ms = s->timeout_ms;
-    deadline = mono_ms() + (double)s->timeout_ms;
-    while (!st->headers_done && !st->done) {
-        double left = deadline - mono_ms();
-        if (left <= 0) {
-            stream_release(st);
-            lua_pushnil(L);
-            lua_createtable(L, 0, 3);
-            lua_pushliteral(L, "timeout");
-            lua_setfield(L, -2, "kind");
-            lua_pushliteral(L, "no response headers within the session timeout");
-            lua_setfield(L, -2, "message");
-            lua_pushboolean(L, 0);
-            lua_setfield(L, -2, "connect");
-            return 2;
-        }
-        stream_pump(st, left > 200 ? 200 : (int)left + 1);
-    }
-    if (st->done && st->result != CURLE_OK && !st->headers_done) {
-        lua_pushnil(L);
-        push_error(L, &st->t, st->result);
-        stream_release(st);
-        return 2;
-    }
-    lua_createtable(L, 0, 3);
-    {
-        long status = 0;
-        curl_easy_getinfo(st->t.easy, CURLINFO_RESPONSE_CODE, &status);
-        lua_pushinteger(L, (lua_Integer)status);
-        lua_setfield(L, -2, "status");
-    }
-    push_headers(L, &st->t);
-    lua_setfield(L, -2, "headers");
-    return 2;
-}
-
-static void push_stream_end(lua_State *L, stream *st) {
-    size_t left = st->t.body.len - st->consumed;
-    if (st->result != CURLE_OK) {
-        push_error(L, &st->t, st->result);
-    } else {
-        lua_createtable(L, 0, 3);
-        lua_pushliteral(L, "closed");
-        lua_setfield(L, -2, "kind");
-        lua_pushliteral(L, "the server ended the stream");
-        lua_setfield(L, -2, "message");
-    }
-    /* a line cut off by the end of the stream is reported, never returned */
-    lua_pushinteger(L, (lua_Integer)left);
-    lua_setfield(L, -2, "partial_bytes");
-}
-
-static int l_stream_read_line(lua_State *L) {
-    stream *st = check_stream(L);
-    lua_Number timeout = luaL_optnumber(L, 2, 30);
-    double deadline;
-    luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "must be between 0 and 86400 seconds");
-    deadline = mono_ms() + timeout * 1000.0;
-    for (;;) {
-        char *start = st->t.body.data ? st->t.body.data + st->consumed : NULL;
-        size_t avail = st->t.body.len - st->consumed;
-        char *nl = avail ? (char *)memchr(start, '\n', avail) : NULL;
-        if (nl != NULL) {
-            size_t linelen = (size_t)(nl - start);
-            if (linelen > 0 && start[linelen - 1] == '\r') linelen--;
-            lua_pushlstring(L, start, linelen);
-            st->consumed += (size_t)(nl - start) + 1;
-            if (st->consumed == st->t.body.len) {
-                st->consumed = 0;
-                st->t.body.len = 0;
-            } else if (st->consumed > (64u << 10) && st->consumed * 2 > st->t.body.len) {
-                memmove(st->t.body.data, st->t.body.data + st->consumed, st->t.body.len - st->consumed);
-                st->t.body.len -= st->consumed;
-                st->consumed = 0;
-            }
-            return 1;
-        }
-        if (st->done) {
-            lua_pushnil(L);
-            push_stream_end(L, st);
-            return 2;
-        }
-        {
-            double left = deadline - mono_ms();
-            if (left <= 0) {
-                lua_pushnil(L);
-                lua_createtable(L, 0, 2);
-                lua_pushliteral(L, "timeout");
-                lua_setfield(L, -2, "kind");
-                lua_pushliteral(L, "no complete line within the timeout; the stream is still open");
-                lua_setfield(L, -2, "message");
-                return 2;
-            }
-            stream_pump(st, left > 1000 ? 1000 : (int)left + 1);
-        }
-    }
-}
-
-/* st:read_all([max_bytes [, timeout]]) -> body [, "truncated" | "timeout"]
- * The rest of the body, for an error answer: at most max_bytes (default
- * 64 KiB; what is past it is dropped and the reading stops), within timeout
- * seconds (default the session's timeout). A body that never ends or never
- * stops cannot hold the caller, and the buffer stays below the high-water
- * mark, so the transfer is never paused with nobody left to resume it.
- * A transfer error: nil, err. */
-static int l_stream_read_all(lua_State *L) {
-    stream *st = check_stream(L);
-    lua_Number max = luaL_optnumber(L, 2, (lua_Number)STREAM_READ_ALL_MAX);
-    lua_Number timeout = luaL_optnumber(L, 3, (lua_Number)st->timeout_ms / 1000.0);
-    const char *cut = NULL;
-    size_t cap;
-    double deadline;
-    luaL_argcheck(L, max >= 0 && max <= (lua_Number)(STREAM_HIGH_WATER / 2), 2, "must be from 0 to 2 MiB");
-    luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 3, "must be between 0 and 86400 seconds");
-    cap = (size_t)max;
-    deadline = mono_ms() + timeout * 1000.0;
-    for (;;) {
-        double left;
-        if (st->t.body.len - st->consumed >= cap && (!st->done || st->t.body.len - st->consumed > cap)) {
-            st->t.body.len = st->consumed + cap;
-            cut = "truncated";
-            break;
-        }
-        if (st->done) break;
-        left = deadline - mono_ms();
-        if (left <= 0) {
-            cut = "timeout";
-            break;
-        }
-        stream_pump(st, left > 200 ? 200 : (int)left + 1);
-    }
-    if (cut == NULL && st->result != CURLE_OK) {
-        lua_pushnil(L);
-        push_error(L, &st->t, st->result);
-        return 2;
-    }
-    lua_pushlstring(L, st->t.body.data ? st->t.body.data + st->consumed : "", st->t.body.len - st->consumed);
-    st->consumed = st->t.body.len;
-    if (cut == NULL) return 1;
-    lua_pushstring(L, cut);
-    return 2;
-}
-
-static int l_stream_close(lua_State *L) {
-    stream_release((stream *)luaL_checkudata(L, 1, STREAM_MT));
-    return 0;
-}
-
-static int l_stream_tostring(lua_State *L) {
-    stream *st = (stream *)luaL_checkudata(L, 1, STREAM_MT);
-    if (st->closed) lua_pushliteral(L, "account_activity.Stream (closed)");
-    else
-        lua_pushfstring(L, "account_activity.Stream (%s, %d bytes buffered)", st->done ? "ended" : "open",
-                        (int)(st->t.body.len - st->consumed));
-    return 1;
-}
-
-static const luaL_Reg stream_methods[] = {
-    {"read_line", l_stream_read_line},
-    {"read_all", l_stream_read_all},
-    {"close", l_stream_close},
-    {NULL, NULL}};
 
 static const luaL_Reg session_methods[] = {
     {"request", l_request},
-    {"stream", l_stream_open},
-    {"perform", l_perform},
+    {"stream", http_stream_open},
+    {"perform", http_perform},
     {"close", l_session_close},
     {NULL, NULL}};
 
@@ -1119,7 +610,7 @@ static const luaL_Reg funcs[] = {
 /* One metatable per class: methods in __index (so metamethods are not
  * callable as methods), close doubling as __gc and __close, and a protected
  * __metatable so Lua code cannot swap the finalizer. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+void http_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
                       lua_CFunction close, lua_CFunction tostring) {
     if (aa_newmetatable(L, name)) {
         lua_newtable(L);
@@ -1139,7 +630,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 void aa_open_http(lua_State *L) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);
-    new_class(L, STREAM_MT, stream_methods, l_stream_close, l_stream_close, l_stream_tostring);
+    http_new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);
+    http_open_stream(L);
     aa_setfuncs(L, funcs, 0);
 }
