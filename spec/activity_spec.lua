@@ -173,7 +173,8 @@ describe("token choice", function()
     local c2 = client({}, { unset = { "access_token", "access_token_secret" } }, res(200, ok_body))
     assert.has_error(function() c2:activity_subscribe { event_type = "dm.received", filter = { user_id = "1" } } end,
       "bad argument 'user' to 'activity_subscribe' (event_type \"dm.received\" is private: pass the filtered"
-      .. " user's tokens as user = {access_token, access_token_secret} (or auth = \"app\"))")
+      .. " user's tokens as user = {access_token, access_token_secret} or user = {user_id, oauth2 = token | true}"
+      .. " (or auth = \"app\"))")
   end)
 
   it("opts.auth overrides the classification", function()

@@ -83,6 +83,20 @@ describe("account-activity CLI", function()
     assert.matches("emulator", o)
   end)
 
+  it("reaches the emulator with --config FILE alone (the README's first line)", function()
+    -- the emulator's printed config names its URL; without it the CLI would go to X
+    assert.are.equal(emu.url, cfg.base_url)
+    local before = #emu:log()
+    local st, out, err = run("--config " .. q(cfg_file) .. " webhooks list", "env -u TWITTER_API_BASE_URL")
+    assert.are.equal(0, st, err)
+    assert.is_string(out)
+    local seen = false
+    for i, e in ipairs(emu:log()) do
+      if i > before and e.path == "/1.1/account_activity/webhooks.json" and e.method == "GET" then seen = true end
+    end
+    assert.is_true(seen)
+  end)
+
   it("exits 2 on usage errors, with one line on stderr", function()
     for _, args in ipairs { "", "bogus", "webhooks", "webhooks frob", "subs list", "subs list abc",
                             "crc", "crc mysecret token", "--concurrency 0 subs count", "webhooks list --nope",

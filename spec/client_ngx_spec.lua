@@ -16,6 +16,8 @@ describe("the client inside nginx (cosockets)", function()
   init_by_lua_block { HOOK_OPTS = { consumer_secret = %q, on_event = function() end } }
   server {
     listen 127.0.0.1:%d;
+    # the emulator's config (with a token set per user) outgrows the default buffer
+    client_body_buffer_size 1m;
     location /hook { content_by_lua_block { require("account_activity.nginx").serve(HOOK_OPTS) } }
     location = /run {
       content_by_lua_block {

@@ -119,7 +119,7 @@ describe("client construction", function()
       assert_no_secret(k); assert_no_secret(v)
     end
     assert.are.same({ consumer_key = true, consumer_secret = true, access_token = true,
-      access_token_secret = true, bearer_token = true }, c:credentials())
+      access_token_secret = true, bearer_token = true, client_id = false, client_secret = false }, c:credentials())
   end)
 
   it("builds from the environment", function()

@@ -33,7 +33,7 @@ describe("aa.help", function()
   it("documents the workflows and the X Activity API methods", function()
     local undocumented_helpers = { user_id_of = true, parse_time = true, crc_check = true, replay_last = true,
       check_users = true, user_problem = true }
-    for _, modname in ipairs { "account_activity.workflows", "account_activity.activity" } do
+    for _, modname in ipairs { "account_activity.workflows", "account_activity.activity", "account_activity.oauth2" } do
       for _, name in ipairs(public(require(modname))) do
         if not undocumented_helpers[name] then
           assert.is_string(docs.text(name), modname .. "." .. name .. " has no doc line")
@@ -62,6 +62,7 @@ describe("aa.help", function()
       elseif key:match("^session:") then ok = s[key:sub(9)] ~= nil
       elseif key == "serve" then ok = require("account_activity.nginx").serve ~= nil
       elseif key:match("^redis%.") then ok = require("account_activity.redis")[key:sub(7)] ~= nil
+      elseif key:match("^token_store%.") then ok = type(aa.token_store[key:sub(13)]) == "function"
       else
         local c = aa.new { consumer_key = "k", consumer_secret = "s" }
         ok = aa[key] ~= nil or c[key] ~= nil

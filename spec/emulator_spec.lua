@@ -50,6 +50,8 @@ describe("emulator launcher", function()
     local a = emulator.credentials { users_count = 600 }
     local b = emulator.credentials { users_count = 600 }
     assert.equal(600, #a.users)
+    -- the OAuth 2.0 seed tokens are derived too; only their expiry is "now + ttl"
+    a.users[600].oauth2.expires_at, b.users[600].oauth2.expires_at = nil, nil
     assert.same(a.users[600], b.users[600])
     local seen = {}
     for _, u in ipairs(a.users) do
@@ -58,6 +60,7 @@ describe("emulator launcher", function()
     end
     local d = emulator.default_config()
     assert.equal(5, #d.users)
+    a.users[1].oauth2 = nil
     assert.same(d.users[1], a.users[1])
   end)
 
@@ -203,16 +206,38 @@ describe("emulator CLI", function()
     local keys = {}
     for k in pairs(t) do keys[#keys + 1] = k end
     table.sort(keys)
-    assert.same({ "app", "users" }, keys)
+    assert.same({ "app", "base_url", "users" }, keys)
+    assert.equal("http://127.0.0.1:8099", t.base_url)
     local app_keys = {}
     for k in pairs(t.app) do app_keys[#app_keys + 1] = k end
     table.sort(app_keys)
-    assert.same({ "bearer_token", "consumer_key", "consumer_secret", "owner" }, app_keys)
+    assert.same({ "bearer_token", "client_id", "client_secret", "consumer_key", "consumer_secret", "owner" },
+      app_keys)
     local u_keys = {}
     for k in pairs(t.users[1]) do u_keys[#u_keys + 1] = k end
     table.sort(u_keys)
-    assert.same({ "access_token", "access_token_secret", "screen_name", "user_id" }, u_keys)
-    assert.same(emulator.credentials(nil), t)
+    assert.same({ "access_token", "access_token_secret", "oauth2", "screen_name", "user_id" }, u_keys)
+    local o2_keys = {}
+    for k in pairs(t.users[1].oauth2) do o2_keys[#o2_keys + 1] = k end
+    table.sort(o2_keys)
+    assert.same({ "access_token", "expires_at", "refresh_token", "scope", "token_type", "user_id" }, o2_keys)
+    local want = emulator.credentials(nil)
+    want.base_url = "http://127.0.0.1:8099"
+    for _, u in ipairs(want.users) do u.oauth2.expires_at = nil end
+    want.app.owner.oauth2.expires_at = nil
+    for _, u in ipairs(t.users) do
+      assert.truthy(math.abs(u.oauth2.expires_at - (os.time() + 7200)) < 60)
+      u.oauth2.expires_at = nil
+    end
+    t.app.owner.oauth2.expires_at = nil
+    assert.same(want, t)
+  end)
+
+  it("prints the base_url of --port, so --config FILE alone reaches that emulator", function()
+    local p = io.popen(lua_cmd() .. " -e \"os.exit(" .. cli .. ".main({'--port', '18123', '--print-config'}))\"")
+    local t = cjson.decode(p:read("*a"))
+    p:close()
+    assert.equal("http://127.0.0.1:18123", t.base_url)
   end)
 
   it("runs in the foreground and stops cleanly on SIGTERM", function()

@@ -20,7 +20,7 @@ describe("emulator v2", function()
 
   local function reason(res, want)
     assert.equal(400, res.status, res.body)
-    assert.equal("https://api.twitter.com/2/problems/invalid-request", res.json.type)
+    assert.equal("https://api.x.com/2/problems/invalid-request", res.json.type)
     assert.equal(want, res.json.errors[1].message:match("^(%w+):"), res.body)
   end
 

@@ -1,7 +1,14 @@
 /* account_activity.core: the C half of lua-account-activity.
- * Registers crypto.c, oauth1.c, session.c (with batch.c and stream.c), json.c and proc.c into one module table. */
+ * Registers crypto.c, oauth1.c, session.c (with batch.c and stream.c), json.c and proc.c into one module table;
+ * the file locks and private writes of the token store live here. */
+/* flock() is BSD, not POSIX: glibc shows it with _DEFAULT_SOURCE. */
+#define _DEFAULT_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
@@ -77,14 +84,144 @@ static int l_time(lua_State *L) {
     return 1;
 }
 
+/* ---- advisory file locks (token_store.file) ----------------------------
+ * flock, not fcntl: a flock belongs to the open file, so two stores in one
+ * process exclude each other too, and closing some other descriptor of the
+ * same file does not drop the lock. */
+
+#define AA_LOCK_MT "account_activity.core.flock"
+
+typedef struct { int fd; } aa_lock;
+
+static void mono(struct timespec *ts) { clock_gettime(CLOCK_MONOTONIC, ts); }
+
+static double since(const struct timespec *t0) {
+    struct timespec t;
+    mono(&t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* core.flock(path, timeout) -> lock | nil, err: an exclusive lock on path
+ * (created 0600 when absent), waiting at most timeout seconds. */
+static int l_flock(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    lua_Number timeout = luaL_optnumber(L, 2, 10);
+    struct timespec t0, pause = {0, 10 * 1000 * 1000};
+    aa_lock *lk;
+    int fd;
+    luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "must be between 0 and 86400 seconds");
+    lk = (aa_lock *)lua_newuserdata(L, sizeof *lk);
+    lk->fd = -1;
+    luaL_getmetatable(L, AA_LOCK_MT);
+    lua_setmetatable(L, -2);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open lock file %s: %s", path, strerror(errno));
+        return 2;
+    }
+    lk->fd = fd;
+    mono(&t0);
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int e = errno;
+            close(fd);
+            lk->fd = -1;
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot lock %s: %s", path, strerror(e));
+            return 2;
+        }
+        if (since(&t0) >= timeout) {
+            close(fd);
+            lk->fd = -1;
+            lua_pushnil(L);
+            lua_pushfstring(L, "timed out waiting for the lock on %s", path);
+            return 2;
+        }
+        nanosleep(&pause, NULL);
+    }
+    return 1;
+}
+
+/* Closing the descriptor releases the lock; idempotent (also the __gc). */
+static int l_unlock(lua_State *L) {
+    aa_lock *lk = (aa_lock *)luaL_checkudata(L, 1, AA_LOCK_MT);
+    if (lk->fd >= 0) {
+        close(lk->fd);
+        lk->fd = -1;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_lock_tostring(lua_State *L) {
+    aa_lock *lk = (aa_lock *)luaL_checkudata(L, 1, AA_LOCK_MT);
+    lua_pushstring(L, lk->fd >= 0 ? "account_activity.core.flock<held>" : "account_activity.core.flock<released>");
+    return 1;
+}
+
+/* core.write_private(path, data) -> true | nil, err: a new file (O_EXCL),
+ * mode 0600 from its first byte (a token file must never be readable by
+ * others, not even between a write and a chmod), synced before it returns so
+ * a rename over the old file never leaves an empty one after a crash. */
+static int l_write_private(lua_State *L) {
+    size_t n, off = 0;
+    const char *path = luaL_checkstring(L, 1);
+    const char *data = luaL_checklstring(L, 2, &n);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) goto fail;
+    while (off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            goto fail_close;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) goto fail_close;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail_unlink;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+fail_close: {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+fail_unlink: {
+        int e = errno;
+        unlink(path);
+        errno = e;
+    }
+fail:
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
+    return 2;
+}
+
 static const luaL_Reg funcs[] = {
     {"version", l_version},
     {"sleep", l_sleep},
     {"now", l_now},
     {"time", l_time},
+    {"flock", l_flock},
+    {"write_private", l_write_private},
     {NULL, NULL}};
 
 AA_EXPORT int luaopen_account_activity_core(lua_State *L) {
+    if (aa_newmetatable(L, AA_LOCK_MT)) {
+        lua_pushcfunction(L, l_unlock);
+        lua_setfield(L, -2, "__gc");
+        lua_newtable(L);
+        lua_pushcfunction(L, l_unlock);
+        lua_setfield(L, -2, "unlock");
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_lock_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
     aa_newlib(L, funcs);
     aa_open_crypto(L);
     aa_open_oauth1(L);

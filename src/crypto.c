@@ -1,4 +1,5 @@
-/* HMAC, base64, percent-encoding, constant-time comparison (OpenSSL). */
+/* HMAC, SHA-256, base64(url), percent-encoding, constant-time
+ * comparison (OpenSSL). */
 /* The low-level SHA1_ and SHA256_ calls are deprecated in OpenSSL 3 but kept;
  * they skip the provider dispatch that costs more than hashing a CRC token
  * (see aa_hmac). Builds without them fall back to EVP. */
@@ -209,6 +210,23 @@ static int l_base64_encode(lua_State *L) {
     return 1;
 }
 
+/* base64url without padding (RFC 4648 section 5): PKCE verifiers and challenges. */
+static int l_base64url_encode(lua_State *L) {
+    size_t n, o, i;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    char *dst;
+    if (n > ((size_t)-1 / 4) * 3 - 3) return luaL_argerror(L, 1, "string too long");
+    dst = (char *)lua_newuserdata(L, (n + 2) / 3 * 4 + 1);
+    o = aa_base64_encode(dst, s, n);
+    while (o > 0 && dst[o - 1] == '=') o--;
+    for (i = 0; i < o; i++) {
+        if (dst[i] == '+') dst[i] = '-';
+        else if (dst[i] == '/') dst[i] = '_';
+    }
+    lua_pushlstring(L, dst, o);
+    return 1;
+}
+
 static int b64val(unsigned char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -391,6 +409,19 @@ static int l_percent_decode(lua_State *L) {
     return 1;
 }
 
+/* ---- SHA-256 (PKCE S256) ------------------------------------------ */
+
+static int l_sha256(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int outlen = 0;
+    if (!EVP_Digest(s, n, out, &outlen, EVP_sha256(), NULL))
+        return luaL_error(L, "sha256 failed inside OpenSSL");
+    lua_pushlstring(L, (const char *)out, outlen);
+    return 1;
+}
+
 /* ---- constant-time equality --------------------------------------------- */
 
 static int l_equal(lua_State *L) {
@@ -413,6 +444,8 @@ static const luaL_Reg funcs[] = {
     {"hmac_sha256", l_hmac_sha256},
     {"base64_encode", l_base64_encode},
     {"base64_decode", l_base64_decode},
+    {"base64url_encode", l_base64url_encode},
+    {"sha256", l_sha256},
     {"base64_alphabet", l_base64_alphabet},
     {"hmac_sha256_check", l_hmac_sha256_check},
     {"percent_encode", l_percent_encode},

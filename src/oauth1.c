@@ -470,7 +470,12 @@ static int l_random_bytes(lua_State *L) {
     unsigned char *p;
     luaL_argcheck(L, n >= 0 && n <= 1 << 20, 1, "must be between 0 and 1048576");
     p = (unsigned char *)lua_newuserdata(L, (size_t)n + 1);
-    if (n > 0 && RAND_bytes(p, (int)n) != 1) return luaL_error(L, "RAND_bytes failed");
+    /* returned, not raised: a server must not crash on an unseeded generator */
+    if (n > 0 && RAND_bytes(p, (int)n) != 1) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "RAND_bytes failed: the random generator is not seeded");
+        return 2;
+    }
     lua_pushlstring(L, (const char *)p, (size_t)n);
     return 1;
 }

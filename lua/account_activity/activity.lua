@@ -179,7 +179,7 @@ function M.activity_subscribe(self, opts)
     else
       argerror(fname, "user", "event_type " .. show(event_type)
         .. " is private: pass the filtered user's tokens as user = {access_token, access_token_secret}"
-        .. " (or auth = \"app\")", 2)
+        .. " or user = {user_id, oauth2 = token | true} (or auth = \"app\")", 2)
     end
   else
     auth = "app"
@@ -217,13 +217,16 @@ function M.activity_subscribe(self, opts)
   return complete(value, sent), res
 end
 
-local function list_page(self, max_results, token)
-  local query = { max_results = max_results and int_string(max_results) or nil, pagination_token = token }
-  local spec = spec_with(XAA.list, { query = { max_results = "max_results", pagination_token = "pagination_token" } })
+local function list_page(self, max_results, token, user)
+  local query = { max_results = max_results and int_string(max_results) or nil, pagination_token = token,
+                  user = user }
+  local spec = spec_with(XAA.list, { query = { max_results = "max_results", pagination_token = "pagination_token" },
+                                     auth = user and "subscriber" or XAA.list.auth })
   return self:_call("activity_subscriptions", spec, query)
 end
 
---- client:activity_subscriptions{ max_results, pagination_token, all }
+--- client:activity_subscriptions{ max_results, pagination_token, all, user }
+-- (user: list with that user's tokens, OAuth 2.0 or 1.0a, instead of the app bearer)
 -- -> array of subscriptions, response (response.next_token: the next page's
 -- token when there is one and all ~= true; response.pages: pages read).
 function M.activity_subscriptions(self, opts)
@@ -237,9 +240,11 @@ function M.activity_subscriptions(self, opts)
   end
   local token = opts.pagination_token
   if token ~= nil then check_text(fname, "pagination_token", token, nil, 2) end
+  local user
+  if opts.user ~= nil then user = check_user(fname, "user", opts.user, 2) end
   local out, seen, pages, last = {}, {}, 0
   while true do
-    local page, res = list_page(self, max, token)
+    local page, res = list_page(self, max, token, user)
     if not page then return nil, res end
     pages = pages + 1
     last = res

@@ -24,6 +24,7 @@ commands:
   up [--url PUBLIC_URL] [--users FILE]   endpoint + webhook + subscriptions + tail; Ctrl-C tears down
   events consume --redis HOST:PORT --group G | pending --group G | dead   (the Redis hand-off)
   activity list|add|rm|mirror|stream   the X Activity API (successor of AAA)
+  auth login|list|refresh|revoke       OAuth 2.0 user login and the token store
   emulator [...]               run the offline emulator (see: emulator --help)
 
 options:
@@ -52,8 +53,10 @@ usage: account-activity webhooks list
 ]=],
   subs = [=[
 usage: account-activity subs list ID              subscribed user ids (app-only)
-       account-activity subs add ID [--users FILE]
+       account-activity subs add ID [--users FILE | --user-id ID]
                       subscribe the configured user (access token), or every user in FILE
+                      (OAuth 2.0 users: {"user_id": ..., "oauth2": {...} or true}), or
+                      the OAuth 2.0 user ID of the token store (see auth --help)
        account-activity subs check ID [--users FILE]
        account-activity subs rm ID USER_ID        unsubscribe by user id (app-only)
        account-activity subs count                subscriptions of the app
@@ -111,11 +114,13 @@ usage: account-activity up [--url PUBLIC_URL] [--users FILE] [--port P] [--path 
 ]=],
   activity = [=[
 usage: account-activity activity list [--all]
-       account-activity activity add EVENT_TYPE [--user-id ID] [--keyword K] [--tag T] [--webhook ID]
+       account-activity activity add EVENT_TYPE [--user-id ID [--users FILE]] [--keyword K] [--tag T] [--webhook ID]
+                      a private event takes ID's tokens from FILE or the OAuth 2.0 token store
        account-activity activity rm ID
        account-activity activity mirror USER_ID --webhook ID [--users FILE]
        account-activity activity stream [--backfill MINUTES] [--count N]
 ]=],
+  auth = require("account_activity.cli.auth").HELP,
   emulator = [=[
 usage: account-activity emulator [--port P] [--state DIR] [--config FILE] [--print-config]
 ]=],
@@ -127,10 +132,12 @@ local VALUED = {
   url = true, port = true, path = true, count = true, timeout = true, ["user-id"] = true,
   keyword = true, tag = true, webhook = true, backfill = true, secret = true,
   redis = true, group = true, name = true, stream = true, batch = true, handler = true,
+  scopes = true, store = true,
 }
 local FLAGS = {
   json = true, help = true, ["dry-run"] = true, ["keep-others"] = true, all = true,
   ["no-progress"] = true, force = true, ["allow-removals"] = true, version = true, keep = true,
+  ["no-browser"] = true,
 }
 
 local function usage_error(msg)
@@ -345,6 +352,8 @@ local function build_client(o)
       access_token_secret = owner.access_token_secret,
       base_url = cfg.base_url or cfg.url or os.getenv("TWITTER_API_BASE_URL"),
       env_name = os.getenv("TWITTER_WEBHOOK_ENV"),
+      client_id = app.client_id or os.getenv("TWITTER_CLIENT_ID"),
+      client_secret = app.client_secret or os.getenv("TWITTER_CLIENT_SECRET"),
     }
     if type(opts.consumer_key) ~= "string" or type(opts.consumer_secret) ~= "string" then
       return nil, usage_error(o.config .. ": no app.consumer_key / app.consumer_secret")
@@ -357,6 +366,7 @@ local function build_client(o)
     opts = {}
   end
   for k, v in pairs(overrides) do if v ~= nil then opts[k] = v end end
+  opts.token_store = aa.token_store.file(require("account_activity.cli.auth").store_path(o))
   local ok, c = pcall(function()
     if o.config then return aa.new(opts) end
     return aa.from_env(opts)
@@ -509,6 +519,20 @@ local function check_id(s, what)
   end
 end
 
+-- USER_ID's tokens: its entry in --users FILE, else an OAuth 2.0 user of
+-- the token store, else nil (-> user, or nil and a usage error).
+local function user_for(c, o, user_id)
+  if o.users then
+    local users, uerr = M.read_users(o.users)
+    if not users then return nil, usage_error(uerr) end
+    for _, u in ipairs(users) do
+      if u.user_id == user_id and (u.access_token or u.oauth2 ~= nil) then return u end
+    end
+  end
+  if c.token_store:get(user_id) then return { user_id = user_id, oauth2 = true } end
+  return nil
+end
+
 local function emit(ctx, value, human)
   if ctx.o.json then
     ctx.out:write(encode(plain(value)), "\n")
@@ -615,6 +639,9 @@ function C.subs(ctx, pos)
       local err
       users, err = M.read_users(o.users)
       if not users then return usage_error(err) end
+    elseif o["user-id"] then
+      local e2 = check_id(o["user-id"], "--user-id") if e2 then return e2 end
+      users = { { user_id = o["user-id"], oauth2 = true } } -- from the token store
     end
     if sub == "add" then
       if users then
@@ -626,7 +653,8 @@ function C.subs(ctx, pos)
         return
       end
       if not ctx.owner then
-        return usage_error("subs add needs the user's access token (TWITTER_ACCESS_TOKEN/_SECRET) or --users FILE")
+        return usage_error("subs add needs the user's access token (TWITTER_ACCESS_TOKEN/_SECRET), --users FILE"
+          .. " (OAuth 2.0 users too) or, on api v2, --user-id ID of a user in the token store")
       end
       local ok, err = c:subscribe(pos[1], ctx.owner)
       if not ok and err.kind ~= "conflict" then return err end
@@ -898,7 +926,14 @@ function C.activity(ctx, pos)
     local e = need(pos, 1, "EVENT_TYPE") if e then return e end
     local m = activity_missing(c, "activity_subscribe") if m then return m end
     local filter = { user_id = o["user-id"], keyword = o.keyword }
-    local s, err = call(c.activity_subscribe, { event_type = pos[1], filter = filter, tag = o.tag, webhook_id = o.webhook })
+    local user
+    if o["user-id"] then
+      local uerr
+      user, uerr = user_for(c, o, o["user-id"])
+      if uerr then return uerr end
+    end
+    local s, err = call(c.activity_subscribe, { event_type = pos[1], filter = filter, tag = o.tag,
+      webhook_id = o.webhook, user = user })
     if not s then return err end
     emit(ctx, s, function(out) out:write("created ", tostring(s.id), " ", tostring(s.event_type), "\n") end)
   elseif sub == "rm" then
@@ -911,12 +946,9 @@ function C.activity(ctx, pos)
     local e = need(pos, 1, "USER_ID") or check_id(pos[1], "USER_ID") if e then return e end
     if not o.webhook then return usage_error("activity mirror needs --webhook ID") end
     local m = activity_missing(c, "mirror_user") if m then return m end
-    local user = { user_id = pos[1] }
-    if o.users then
-      local users, uerr = M.read_users(o.users)
-      if not users then return usage_error(uerr) end
-      for _, u in ipairs(users) do if u.user_id == pos[1] then user = u end end
-    end
+    local user, uerr = user_for(c, o, pos[1])
+    if uerr then return uerr end
+    user = user or { user_id = pos[1] }
     local r, err = call(c.mirror_user, o.webhook, user, {})
     if not r then return err end
     emit(ctx, r, function(out)
@@ -951,6 +983,12 @@ end
 ---------------------------------------------------------------------------
 -- main
 ---------------------------------------------------------------------------
+
+function C.auth(ctx, pos)
+  return require("account_activity.cli.auth").run(ctx, pos, M)
+end
+-- for the command families in cli/
+M.need, M.check_id, M.emit, M.table_out = need, check_id, emit, table_out
 
 local NO_CLIENT = { crc = true }
 

@@ -70,6 +70,27 @@ local function check_id(fname, argname, v, level)
 end
 M.check_id = check_id
 
+-- An OAuth 2.0 user: { user_id, oauth2 = token table | true (the store's) }.
+local function check_oauth2(fname, argname, u, level)
+  local t = u.oauth2
+  if t == true then
+    if u.user_id == nil then
+      argerror(fname, argname .. ".user_id", "required with oauth2 = true (the token store is keyed by it)", level)
+    end
+  elseif type(t) == "table" then
+    if type(t.access_token) ~= "string" and type(t.refresh_token) ~= "string" then
+      argerror(fname, argname .. ".oauth2", "expected a token table {access_token, refresh_token, expires_at}", level)
+    end
+    for _, k in ipairs { "access_token", "refresh_token" } do
+      if type(t[k]) == "string" and t[k]:find("%c") then
+        argerror(fname, argname .. ".oauth2." .. k, "contains control characters", level)
+      end
+    end
+  else
+    argerror(fname, argname .. ".oauth2", "expected a token table or true, got " .. type(t), level)
+  end
+end
+
 -- need_id: the user's user_id is required, not only checked when present.
 local function check_user(fname, argname, u, level, need_id)
   level = (level or 1) + 1
@@ -77,6 +98,13 @@ local function check_user(fname, argname, u, level, need_id)
     argerror(fname, argname, "expected a user table {user_id, access_token, access_token_secret}, got "
       .. type(u), level)
   end
+  if u.oauth2 ~= nil and u.access_token == nil and u.access_token_secret == nil then
+    check_oauth2(fname, argname, u, level)
+    local id
+    if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
+    return { user_id = id, oauth2 = u.oauth2 }
+  end
+  if u.oauth2 ~= nil then check_oauth2(fname, argname, u, level) end
   if type(u.access_token) ~= "string" or u.access_token == "" then
     argerror(fname, argname .. ".access_token", "expected the user's access token string", level)
   end
@@ -88,9 +116,20 @@ local function check_user(fname, argname, u, level, need_id)
   end
   local id
   if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
-  return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret }
+  return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret,
+           oauth2 = u.oauth2 }
 end
 M.check_user = check_user
+
+-- A checked user that X must see through OAuth 1.0a: raise before sending
+-- when all it has is an OAuth 2.0 token.
+local function need_oauth1(fname, argname, user, level)
+  if user and user.access_token == nil and user.oauth2 ~= nil then
+    argerror(fname, argname, fname .. " takes only OAuth 1.0a user tokens at X (its spec lists no"
+      .. " OAuth2UserToken); this user has only an OAuth 2.0 token", (level or 1) + 1)
+  end
+end
+M.need_oauth1 = need_oauth1
 
 local function is_loopback(base_url)
   return base_url:match("^http://127%.0%.0%.1[:/]") ~= nil or base_url == "http://127.0.0.1"
@@ -227,7 +266,12 @@ function M.new(opts)
     access_token = opt_string(opts, "access_token"),
     access_token_secret = opt_string(opts, "access_token_secret"),
     bearer = opt_string(opts, "bearer_token"),
+    client_id = opt_string(opts, "client_id"),
+    client_secret = opt_string(opts, "client_secret"),
   }
+  if s.client_secret and not s.client_id then
+    argerror("new", "client_id", "client_secret needs its client_id", 2)
+  end
   if (s.access_token == nil) ~= (s.access_token_secret == nil) then
     argerror("new", s.access_token and "access_token_secret" or "access_token",
       "access_token and access_token_secret go together", 2)
@@ -285,6 +329,21 @@ function M.new(opts)
     user_agent = opts.user_agent or ("lua-account-activity/" .. version()),
     insecure = opts.insecure == true,
   }
+  if opts.authorize_url ~= nil then
+    local u = opt_string(opts, "authorize_url")
+    if not u:match("^https?://[^/?#%s]+") then
+      argerror("new", "authorize_url", "expected an http(s) URL, got " .. show(u), 2)
+    end
+    self.authorize_url = u
+  end
+  if opts.token_store ~= nil then
+    if not require("account_activity.token_store").is_store(opts.token_store) then
+      argerror("new", "token_store", "expected a store with get, put, delete, list and lock", 2)
+    end
+    self.token_store = opts.token_store
+  else
+    self.token_store = require("account_activity.token_store").memory()
+  end
   self.sleep = opts.sleep or default_sleep
   self.clock = opts.clock or default_clock
   local topts = {
@@ -316,6 +375,8 @@ function M.from_env(overrides)
     env_name = env "TWITTER_WEBHOOK_ENV",
     base_url = env "TWITTER_API_BASE_URL",
     api = env "TWITTER_API",
+    client_id = env "TWITTER_CLIENT_ID",
+    client_secret = env "TWITTER_CLIENT_SECRET",
   }
   if opts.api == nil and opts.env_name then opts.api = "premium" end
   if type(overrides) == "table" then
@@ -366,6 +427,9 @@ function Client:_secret_values(extra)
   add(s.consumer_key)
   -- what goes out in Authorization: Basic when the bearer token is fetched
   add(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
+  add(s.client_secret)
+  -- the token endpoint's Basic credentials of a confidential OAuth 2.0 client
+  if s.client_secret then add(pe(s.client_id) .. ":" .. pe(s.client_secret)) end
   if type(extra) == "table" then
     add(extra.access_token)
     add(extra.access_token_secret)
@@ -381,42 +445,18 @@ function Client:_fail(err, call, attempts, history)
   err.attempts = attempts
   err.history = history
   err.endpoint = call.name
-  return nil, errors.scrub(err, self:_secret_values(call.user))
+  local list = self:_secret_values(call.user)
+  for _, v in ipairs(call.secrets or {}) do list[#list + 1] = v end
+  if call.oauth2_sent then list[#list + 1] = call.oauth2_sent end
+  return nil, errors.scrub(err, list)
 end
 
--- Headers and body for one attempt; fetches the bearer token when needed.
+function Client:_oauth2_client_id() return secrets[self].client_id end
+
+-- Headers and body for one attempt (auth.lua; the credentials stay in this
+-- file's `secrets` and are handed over per call).
 function Client:_authorize(call, url, headers)
-  local s = secrets[self]
-  local auth = call.auth
-  if auth == "user_or_app" then auth = s.access_token and "user" or "app" end
-  if auth == "app" then
-    local token, err = self:_bearer_for_call(call)
-    if not token then return nil, err end
-    headers["Authorization"] = "Bearer " .. token
-  elseif auth == "user" or auth == "subscriber" then
-    local token, token_secret
-    if auth == "user" then
-      if not s.access_token then
-        error(call.name .. ": needs the app owner's access_token and access_token_secret (client options)", 0)
-      end
-      token, token_secret = s.access_token, s.access_token_secret
-    else
-      token, token_secret = call.user.access_token, call.user.access_token_secret
-    end
-    local ts
-    if self.skew then ts = tostring(math.floor(os.time() + self.skew)) end
-    headers["Authorization"] = core().oauth1_header {
-      method = call.method, url = url, params = call.form,
-      consumer_key = s.consumer_key, consumer_secret = s.consumer_secret,
-      token = token, token_secret = token_secret, timestamp = ts,
-    }
-  elseif auth == "basic" then
-    headers["Authorization"] = "Basic "
-      .. core().base64_encode(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
-  elseif auth ~= "none" then
-    error("unknown auth " .. tostring(auth), 0)
-  end
-  return auth
+  return require("account_activity.auth").authorize(self, secrets[self], call, url, headers)
 end
 
 -- Seconds to wait before the next attempt, from the server's hints.
@@ -457,6 +497,10 @@ function Client:_perform(call)
   if call.query and next(call.query) then
     url = url .. (call.path:find("?", 1, true) and "&" or "?") .. encode_pairs(call.query)
   end
+  if call.auth == "oauth2_client" and not secrets[self].client_secret then
+    call.form = call.form or {}
+    call.form.client_id = secrets[self].client_id
+  end
   local body, content_type
   if call.json ~= nil then
     body, content_type = call.json, "application/json"
@@ -467,7 +511,11 @@ function Client:_perform(call)
   local idempotent = IDEMPOTENT[call.method]
   local attempts, retried = 0, 0
   local history = {}
-  local refetched, reskewed = false, false
+  local refetched, reskewed, refreshed = false, false, false
+  -- Token-endpoint calls made while a batch runs go out at once instead of
+  -- yielding: they run under a token store lock another task may want.
+  local send = call.direct and self._unbatched_send or self.send
+  local sleep = call.direct and self._unbatched_sleep or self.sleep
 
   while true do
     attempts = attempts + 1
@@ -480,7 +528,7 @@ function Client:_perform(call)
                   timeout = call.timeout }
     local safe_req = { method = call.method, url = url }
 
-    local res, terr = self.send(req)
+    local res, terr = send(req)
     local err, retryable, wait
     if res then
       res.rate_limit = errors.rate_limit(res.headers)
@@ -512,7 +560,18 @@ function Client:_perform(call)
       end
       err = errors.from_response(res, safe_req, decoded or nil)
       history[#history + 1] = { status = status, code = err.code, kind = err.kind }
-      if err.code == 89 and auth_used == "app" and not refetched then
+      if status == 401 and auth_used == "oauth2_user" and not refreshed then
+        -- Revoked, expired early, or rotated by another process: refresh
+        -- once (or take the other process's token) and try again.
+        refreshed = true
+        local ok, rerr = require("account_activity.auth").after_401(self, call.user, call.oauth2_sent, call.name)
+        if not ok then
+          rerr.status = rerr.status or status
+          return self:_fail(rerr, call, attempts, history)
+        end
+        retryable, wait = true, 0
+        retried = retried - 1
+      elseif err.code == 89 and auth_used == "app" and not refetched then
         -- The cached bearer was invalidated elsewhere: fetch a fresh one once.
         refetched = true
         secrets[self].bearer = nil
@@ -549,7 +608,7 @@ function Client:_perform(call)
     retried = retried + 1
     if wait == nil then wait = self:_backoff(retried) end
     history[#history].wait = wait
-    if wait > 0 then self.sleep(wait) end
+    if wait > 0 then sleep(wait) end
   end
 end
 
@@ -621,7 +680,7 @@ function Client:_call(name, spec, args)
     name = name, method = spec.method, path = path,
     query = params(self, spec, spec.query, args),
     form = params(self, spec, spec.form, args),
-    json = jbody, auth = spec.auth, user = args.user,
+    json = jbody, auth = spec.auth, user = args.user, oauth2 = spec.oauth2,
     success = to_set(spec.success), absent = to_set(spec.absent), absent_unless = spec.absent_unless,
   }
   if not res then return nil, err end
@@ -661,9 +720,11 @@ local function check_args(self, fname, spec, argv)
       args[aname] = check_id(fname, aname, v, 3)
     elseif kind == "user" then
       args[aname] = check_user(fname, aname, v, 3)
+      if not spec.oauth2 and spec.auth == "subscriber" then need_oauth1(fname, aname, args[aname], 3) end
     elseif kind == "user_or_id" then
       if type(v) == "table" then
         local u = check_user(fname, aname, v, 3)
+        if not spec.oauth2 and spec.auth == "subscriber" then need_oauth1(fname, aname, u, 3) end
         args.user = u
         args.user_id = u.user_id
       else
@@ -688,8 +749,12 @@ local function make_method(name, entry, api)
     return function(self, ...)
       local argv = { ... }
       local spec = entry.id
+      local oauth2_only = type(argv[2]) == "table" and argv[2].oauth2 ~= nil and argv[2].access_token == nil
       if type(argv[2]) == "table" then
-        if entry.user then
+        if entry.user and oauth2_only and argv[2].user_id ~= nil then
+          -- X's user-context DELETE takes only OAuth 1.0a: remove by id, app-only
+          spec = entry.id
+        elseif entry.user then
           spec = entry.user
         elseif argv[2].user_id == nil then
           argerror(name, "user", "api \"" .. api .. "\" removes subscriptions by id: user.user_id is required", 2)
@@ -807,7 +872,7 @@ function Client:request(method, path, opts)
   end
   local res, err = self:_perform {
     name = "request", method = method, path = path, query = opts.query,
-    form = opts.form, json = jbody, auth = auth, user = user,
+    form = opts.form, json = jbody, auth = auth, user = user, oauth2 = opts.oauth2 == true,
     headers = opts.headers, success = success, retries = opts.retries, timeout = opts.timeout,
   }
   if not res then return nil, err end
@@ -824,6 +889,7 @@ function Client:__tostring()
   local creds = { "consumer key+secret" }
   if s.access_token then creds[#creds + 1] = "owner token+secret" end
   if s.bearer then creds[#creds + 1] = s.bearer_given and "bearer" or "bearer (cached)" end
+  if s.client_id then creds[#creds + 1] = s.client_secret and "OAuth 2.0 client id+secret" or "OAuth 2.0 client id" end
   local env = self.env_name and (" env=" .. self.env_name) or ""
   return string.format("account_activity.client<%s %s%s; %s; %s%s>", self.api, self.base_url, env,
     table.concat(creds, ", "), self.transport_name or "curl",
@@ -837,6 +903,7 @@ function Client:credentials()
     consumer_key = true, consumer_secret = true,
     access_token = s.access_token ~= nil, access_token_secret = s.access_token_secret ~= nil,
     bearer_token = s.bearer ~= nil,
+    client_id = s.client_id ~= nil, client_secret = s.client_secret ~= nil,
   }
 end
 
@@ -873,6 +940,7 @@ local function batch_multi(self, tasks, conc, finish, on_wait)
   local n = #tasks
   local window = math.max(conc * 16, 64)
   local orig_send, orig_sleep = self.send, self.sleep
+  self._unbatched_send, self._unbatched_sleep = orig_send, orig_sleep
   local live, nlive, next_i = {}, 0, 1
   local pending, sleepers, limits = {}, {}, {}
 
@@ -1002,6 +1070,7 @@ local function batch_multi(self, tasks, conc, finish, on_wait)
     end
   end)
   self.send, self.sleep = orig_send, orig_sleep
+  self._unbatched_send, self._unbatched_sleep = nil, nil
   if not ok then error(err, 0) end
 end
 
@@ -1059,7 +1128,7 @@ end
 -- class lacks falls through to the shared Client methods and then to the
 -- extension modules (workflows, the X Activity API), each a separate file
 -- loaded on first use and called as fn(client, ...).
-local EXTENSIONS = { "account_activity.workflows", "account_activity.activity" }
+local EXTENSIONS = { "account_activity.workflows", "account_activity.activity", "account_activity.oauth2" }
 local extension_mods = {}
 local function extension(modname)
   local m = extension_mods[modname]

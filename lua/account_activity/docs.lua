@@ -6,8 +6,10 @@ local M = {}
 -- { key, signature, one line }; key is how help() finds it by name.
 M.entries = {
   -- module functions
-  { "new", "aa.new(opts)", "Build a client: consumer_key/secret required; access_token(_secret), bearer_token, api = \"enterprise\"|\"premium\"|\"v2\", env_name, base_url, timeout, connect_timeout, retries, max_wait, ca_file, ca_path, insecure, user_agent, transport, sleep, clock." },
-  { "from_env", "aa.from_env([overrides])", "Build a client from TWITTER_CONSUMER_KEY, _SECRET, TWITTER_ACCESS_TOKEN(_SECRET), TWITTER_BEARER_TOKEN, TWITTER_WEBHOOK_ENV, TWITTER_API_BASE_URL." },
+  { "new", "aa.new(opts)", "Build a client: consumer_key/secret required; access_token(_secret), bearer_token, client_id, client_secret, token_store, authorize_url, api = \"enterprise\"|\"premium\"|\"v2\", env_name, base_url, timeout, connect_timeout, retries, max_wait, ca_file, ca_path, insecure, user_agent, transport, sleep, clock." },
+  { "from_env", "aa.from_env([overrides])", "Build a client from TWITTER_CONSUMER_KEY, _SECRET, TWITTER_ACCESS_TOKEN(_SECRET), TWITTER_BEARER_TOKEN, TWITTER_WEBHOOK_ENV, TWITTER_API_BASE_URL, TWITTER_CLIENT_ID, TWITTER_CLIENT_SECRET." },
+  { "token_store.memory", "aa.token_store.memory()", "An OAuth 2.0 token store for one process (the client's default): get/put/delete/list/lock." },
+  { "token_store.file", "aa.token_store.file(path, {lock_timeout})", "An OAuth 2.0 token store in one JSON file (mode 0600, atomic rename), shared by processes; refreshes serialised with flock." },
   { "help", "aa.help([name or function])", "Print this list, or the doc line of one function (by name or by value)." },
   { "crc_response", "aa.crc_response(consumer_secret, crc_token)", "The CRC answer: \"sha256=\" .. base64(HMAC-SHA256(consumer_secret, crc_token))." },
   { "verify_signature", "aa.verify_signature(consumer_secret, raw_body, header_value)", "Constant-time check of x-twitter-webhooks-signature: true, or false and a reason." },
@@ -33,9 +35,14 @@ M.entries = {
   { "replay", "client:replay(webhook_id, from, to)", "Start a replay job; from/to are os.time() numbers or \"YYYYMMDDhhmm\" UTC -> {job_id, created_at}." },
   { "bearer_token", "client:bearer_token()", "The app-only bearer token: configured, cached, or fetched from /oauth2/token -> token string." },
   { "invalidate_bearer_token", "client:invalidate_bearer_token()", "Revoke the app-only bearer token (POST /oauth2/invalidate_token) and forget it -> true." },
-  { "request", "client:request(method, path, opts)", "Any endpoint, signed: opts.auth = \"user\"|\"app\"|\"subscriber\", opts.query, opts.json, opts.form, opts.user -> response." },
+  { "request", "client:request(method, path, opts)", "Any endpoint, signed: opts.auth = \"user\"|\"app\"|\"subscriber\", opts.query, opts.json, opts.form, opts.user (OAuth 1.0a, or OAuth 2.0 {user_id, oauth2}), opts.oauth2 (prefer OAuth 2.0 for a user with both) -> response." },
   { "close", "client:close()", "Drop the client's HTTP connection (it reconnects on next use)." },
   { "credentials", "client:credentials()", "Which credentials are set -> {consumer_key = true, access_token = bool, bearer_token = bool, ...} (never values)." },
+  -- OAuth 2.0 user context (oauth2.lua)
+  { "oauth2_authorize_url", "client:oauth2_authorize_url{redirect_uri, scopes, state}", "The consent URL (PKCE S256, client_id option) -> url, login {verifier, state, redirect_uri}: keep login until the redirect returns." },
+  { "oauth2_exchange", "client:oauth2_exchange(login, code_or_callback_url)", "Code (or the whole callback URL: state checked) -> token {access_token, refresh_token, expires_at, scope, token_type, user_id}, stored in token_store." },
+  { "oauth2_refresh", "client:oauth2_refresh(token_or_user_id)", "Rotate a user's tokens under the store's lock; the new token is stored before it returns -> token." },
+  { "oauth2_revoke", "client:oauth2_revoke(token_or_user_id)", "Revoke the refresh and access tokens at X and drop them from token_store -> true." },
   -- workflows
   { "ensure_webhook", "client:ensure_webhook(url, opts)", "Idempotent: reuse, re-validate or register the webhook for url; opts.replace frees the last slot." },
   { "sync_subscriptions", "client:sync_subscriptions(webhook_id, users, opts)", "Make the subscribed set equal users, concurrently -> report {added, kept, removed, failed}." },
@@ -45,7 +52,7 @@ M.entries = {
   { "health", "client:health(webhook_id or url)", "Exists? valid? how many subscriptions? and our CRC answer and latency at the public URL." },
   -- X Activity API
   { "activity_subscribe", "client:activity_subscribe{event_type, filter, tag, webhook_id, user}", "Create one X Activity API subscription." },
-  { "activity_subscriptions", "client:activity_subscriptions{max_results, pagination_token, all}", "List X Activity API subscriptions (all pages with all = true)." },
+  { "activity_subscriptions", "client:activity_subscriptions{max_results, pagination_token, all, user}", "List X Activity API subscriptions (all pages with all = true; user: with that user's tokens instead of the app bearer)." },
   { "activity_update", "client:activity_update(id, {tag, webhook_id})", "Update an X Activity API subscription." },
   { "activity_unsubscribe", "client:activity_unsubscribe(id)", "Delete an X Activity API subscription." },
   { "activity_unsubscribe_many", "client:activity_unsubscribe_many(ids)", "Delete many X Activity API subscriptions -> per-id report." },
@@ -66,7 +73,11 @@ M.entries = {
   { "core.oauth1_header", "core.oauth1_header{method, url, params, consumer_key, consumer_secret, token, token_secret, nonce, timestamp}", "The OAuth 1.0a Authorization header value (RFC 5849, HMAC-SHA1); nonce and timestamp made when absent." },
   { "core.oauth1_signature", "core.oauth1_signature{... as oauth1_header, nonce and timestamp required}", "The signature and the signature base string (for verifiers)." },
   { "core.nonce", "core.nonce()", "32 alphanumerics from OpenSSL's RAND_bytes." },
-  { "core.random_bytes", "core.random_bytes(n)", "n bytes from OpenSSL's RAND_bytes." },
+  { "core.random_bytes", "core.random_bytes(n)", "n bytes (0..2^20) from OpenSSL's RAND_bytes, or nil and an error when the generator fails." },
+  { "core.sha256", "core.sha256(s)", "SHA-256 of s (32 raw bytes): the PKCE S256 challenge hashes the verifier with it." },
+  { "core.base64url_encode", "core.base64url_encode(s)", "base64url without padding (RFC 4648 section 5): PKCE verifiers and challenges." },
+  { "core.write_private", "core.write_private(path, data)", "Write data to a new file (must not exist) created mode 0600, fsynced -> true, or nil and an error." },
+  { "core.flock", "core.flock(path, timeout)", "An exclusive flock on path (created 0600), waiting up to timeout s (default 10) -> lock with :unlock(), or nil and an error." },
   { "core.session", "core.session{timeout, connect_timeout, ca_file, ca_path, insecure, user_agent}", "A libcurl Session: keep-alive, HTTP/2, TLS verified by default." },
   { "session:request", "session:request{method, url, headers, body, timeout}", "One request -> {status, headers, body, http_version, time}, or nil and {kind, message, connect}." },
   { "session:perform", "session:perform(requests, {concurrency, on_done})", "A batch on curl_multi -> results in input order ({res} or {err}), callback errors." },

@@ -12,6 +12,9 @@
 --   auth            "user" (app owner's tokens), "subscriber" (the user's
 --                   own tokens), "app" (bearer), "user_or_app" (owner tokens
 --                   when set, else bearer), "basic" (consumer key:secret)
+--   oauth2          true where X's spec lists OAuth2UserToken for the call: an
+--                   OAuth 2.0 user ({user_id, oauth2 = ...}) sends its Bearer
+--                   token; elsewhere such a user is an argument error
 --   query, json, form   request parameters: name -> argument name (or a
 --                   literal when `literal` lists it)
 --   success         statuses that mean success
@@ -199,7 +202,7 @@ M.v2 = {
   },
   subscribe = {
     method = "POST", path = AA2 .. "/webhooks/{webhook_id}/subscriptions/all",
-    auth = "subscriber", args = { WEBHOOK_ID, USER },
+    auth = "subscriber", args = { WEBHOOK_ID, USER }, oauth2 = true,
     -- The spec marks a JSON body required with an empty schema; X's own
     -- sample sends none. `{}` satisfies both readings.
     json = {},
@@ -207,7 +210,7 @@ M.v2 = {
   },
   is_subscribed = {
     method = "GET", path = AA2 .. "/webhooks/{webhook_id}/subscriptions/all",
-    auth = "subscriber", args = { WEBHOOK_ID, USER },
+    auth = "subscriber", args = { WEBHOOK_ID, USER }, oauth2 = true,
     success = ok(200, 204), decode = "subscribed",
   },
   subscriptions = {
@@ -452,12 +455,12 @@ M.decoders = {
 local XAA = "/2/activity"
 M.xaa = {
   create = {
-    method = "POST", path = XAA .. "/subscriptions",
+    method = "POST", path = XAA .. "/subscriptions", oauth2 = true,
     -- 204 with no body was seen in practice; the id is then looked up.
     success = ok(200, 201, 204), decode = "activity_subscription",
   },
   list = {
-    method = "GET", path = XAA .. "/subscriptions", auth = "app",
+    method = "GET", path = XAA .. "/subscriptions", auth = "app", oauth2 = true,
     success = ok(200), decode = "activity_subscription_list",
     max_results = 1000, -- spec 2.167 (2.159 said 100)
     max_pages = 10000,  -- a server repeating tokens must not spin us forever

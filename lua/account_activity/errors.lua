@@ -64,6 +64,7 @@ local STATUS_KIND = {
 M.KINDS = {
   "http", "network", "timeout", "tls", "decode", "rate_limit", "not_found",
   "conflict", "auth", "forbidden", "invalid_webhook", "argument",
+  "store", -- a token store could not be read, written or locked
 }
 
 -- Query parameters whose values must never leave the process in an error.

@@ -27,5 +27,9 @@ aa.parse_events   = forward("account_activity.events", "parse")
 aa.router         = forward("account_activity.events", "router")
 aa.help           = forward("account_activity.docs", "help")
 aa.consumer       = forward("account_activity.consumer", "new")
+-- aa.token_store.memory(), aa.token_store.file(path): loaded on first use.
+aa.token_store = setmetatable({}, { __index = function(_, k)
+  return require("account_activity.token_store")[k]
+end })
 
 return aa

@@ -92,12 +92,19 @@ local function oauth1(header, cfg)
   return info
 end
 
-local function bearer(token)
+-- An app-only bearer, or an OAuth 2.0 user access token (kind "oauth2").
+local function bearer(token, cfg)
   local current = state.bearer()
   if current and core.equal(token, current) then
     return { ok = true, kind = "bearer" }
   end
-  return reject(401, 89, "Invalid or expired token.", "bearer")
+  local rec, why = require("account_activity.emulator.oauth2").lookup_access(cfg, token)
+  if rec then
+    local user = cfg._by_id[rec.user_id] or { user_id = rec.user_id }
+    return { ok = true, kind = "oauth2", user = user, user_id = rec.user_id, scope = rec.scope,
+      is_owner = user.is_owner or false }
+  end
+  return reject(401, 89, "Invalid or expired token.", why == "expired" and "oauth2" or "bearer")
 end
 
 local function basic(value, cfg)
@@ -110,7 +117,8 @@ local function basic(value, cfg)
   return reject(403, 99, "Unable to verify your credentials", "basic")
 end
 
---- Identify and verify the caller. Returns { ok, kind, user, user_id, is_owner }
+--- Identify and verify the caller. Returns { ok, kind, user, user_id, is_owner, scope }
+-- (kind: "oauth1", "bearer" (app-only), "oauth2" (user context), "basic")
 -- or { ok = false, kind, status, code, message }.
 function M.identify(cfg)
   local header = ngx.var.http_authorization
@@ -118,7 +126,7 @@ function M.identify(cfg)
   local scheme, rest = header:match("^(%S+)%s+(.+)$")
   scheme = (scheme or ""):lower()
   if scheme == "oauth" then return oauth1(header, cfg) end
-  if scheme == "bearer" then return bearer(rest) end
+  if scheme == "bearer" then return bearer(rest, cfg) end
   if scheme == "basic" then return basic(rest, cfg) end
   return reject(400, 215, "Bad Authentication data.", "other")
 end

@@ -13,8 +13,12 @@ usage: account-activity emulator [--port P] [--state DIR] [--config FILE] [--pri
   --port P         listen on 127.0.0.1:P (default: a free port)
   --state DIR      keep webhooks and subscriptions in DIR across restarts
   --config FILE    JSON config (same shape as --print-config, plus knobs such as users_count)
-  --print-config   print the credentials in force as JSON and exit
+  --print-config   print the credentials in force as JSON and exit; its base_url is
+                   http://127.0.0.1:P of --port P (8099 without --port)
 ]]
+
+-- The port --print-config assumes without --port (the one the README uses).
+M.DEFAULT_PORT = 8099
 
 local function parse(argv)
   local o, i = {}, 1
@@ -64,7 +68,8 @@ function M.main(argv, out, errout)
     end
     local ok, cfg = pcall(config.normalize, t)
     if not ok then errout:write("account-activity emulator: ", tostring(cfg), "\n"); return 1 end
-    out:write(util.encode(config.credentials(cfg)), "\n")
+    -- base_url lets `--config FILE` alone reach the emulator started with the same --port
+    out:write(util.encode(config.credentials(cfg, "http://127.0.0.1:" .. (o.port or M.DEFAULT_PORT))), "\n")
     return 0
   end
   -- Caught before nginx starts, so a Ctrl-C during the start is answered

@@ -26,6 +26,9 @@ local DEFAULTS = {
     consumer_key = "emuConsumerKey0000000001",
     consumer_secret = "emuConsumerSecret000000000000000000000000000001",
     bearer_token = "AAAAAAAAAAAAAAAAAAAAAEmuBearerToken0001%2FEmulator%3DAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    -- OAuth 2.0 (user context): X's client ids are 34 base64 characters
+    client_id = "ZW11Q2xpZW50SWQwMDAwMDAwMDAwMDE6MTpjaQ",
+    client_secret = "emuClientSecret0000000000000000000000000000000000001",
     owner = {
       user_id = string.format("%d", USER_ID_BASE),
       screen_name = "emu_owner",
@@ -48,6 +51,11 @@ local DEFAULTS = {
   webhook_time_field = "created_timestamp",
   crc = { timeout_ms = 3000 },
   oauth = { timestamp_window = 300, check_nonce = true },
+  -- OAuth 2.0 user context (oauth2.lua). redirect_uris: the app's callback
+  -- URLs; loopback_redirects: also any http://127.0.0.1:*/localhost:* URL.
+  -- require_client_secret: refuse public clients (client_id without Basic).
+  oauth2 = { access_ttl = 7200, code_ttl = 30, redirect_uris = {}, loopback_redirects = true,
+    require_client_secret = false, scopes = nil },
   rate_limits = { enforce = false, window = 900, limits = {} },
   replay = { strict = false, max_age_days = 5, v2_max_age_hours = 24, hold_ms = 0 },
   -- X retries a delivery answered non-2xx, not at all, or after more than
@@ -57,6 +65,28 @@ local DEFAULTS = {
   log_max = 5000,
   events_max = 50000,
 }
+
+-- X's OAuth 2.0 scopes (docs.x.com, "OAuth 2.0 Authorization Code Flow with PKCE").
+M.OAUTH2_SCOPES = {
+  "tweet.read", "tweet.write", "tweet.moderate.write", "users.email", "users.read", "follows.read",
+  "follows.write", "offline.access", "space.read", "mute.read", "mute.write", "like.read", "like.write",
+  "list.read", "list.write", "block.read", "block.write", "bookmark.read", "bookmark.write",
+  "dm.read", "dm.write", "media.write", "broadcast.read",
+}
+
+--- The oauth2 knobs of a config, defaults filled in.
+function M.oauth2_knobs(cfg)
+  local k = util.merge(DEFAULTS.oauth2, type(cfg.oauth2) == "table" and cfg.oauth2 or {})
+  if type(k.scopes) ~= "table" or #k.scopes == 0 then k.scopes = M.OAUTH2_SCOPES end
+  return k
+end
+
+--- A user's seed OAuth 2.0 tokens: derived from the user id, so a printed
+-- config and the running emulator agree without exchanging anything.
+function M.oauth2_seed(u)
+  return { access_token = util.det_string("oauth2-access:" .. u.user_id, 64),
+    refresh_token = util.det_string("oauth2-refresh:" .. u.user_id, 64) }
+end
 
 function M.defaults()
   return util.deep_copy(DEFAULTS)
@@ -88,7 +118,7 @@ function M.normalize(cfg)
   out.users = users
   out.users_count = nil
   local owner = out.app.owner
-  for _, k in ipairs { "consumer_key", "consumer_secret", "bearer_token" } do
+  for _, k in ipairs { "consumer_key", "consumer_secret", "bearer_token", "client_id", "client_secret" } do
     if type(out.app[k]) ~= "string" then error("config.app." .. k .. " must be a string", 2) end
   end
   if type(owner) ~= "table" or type(owner.user_id) ~= "string" then
@@ -97,19 +127,28 @@ function M.normalize(cfg)
   return out
 end
 
---- Only the credentials, in the documented --print-config shape.
-function M.credentials(cfg)
+--- Only the credentials, in the documented --print-config shape; `base_url`
+-- when known (the emulator's URL).
+function M.credentials(cfg, base_url)
+  local k = M.oauth2_knobs(cfg)
+  local expires_at = math.floor(os.time() + (tonumber(k.access_ttl) or 7200))
   local function person(u)
+    local seed = M.oauth2_seed(u)
     return { user_id = u.user_id, screen_name = u.screen_name, access_token = u.access_token,
-      access_token_secret = u.access_token_secret }
+      access_token_secret = u.access_token_secret,
+      oauth2 = { access_token = seed.access_token, refresh_token = seed.refresh_token, expires_at = expires_at,
+        scope = util.deep_copy(k.scopes), token_type = "bearer", user_id = u.user_id } }
   end
   local users = {}
   for i, u in ipairs(cfg.users) do users[i] = person(u) end
   return {
+    base_url = base_url,
     app = {
       consumer_key = cfg.app.consumer_key,
       consumer_secret = cfg.app.consumer_secret,
       bearer_token = cfg.app.bearer_token,
+      client_id = cfg.app.client_id,
+      client_secret = cfg.app.client_secret,
       owner = person(cfg.app.owner),
     },
     users = util.array(users),

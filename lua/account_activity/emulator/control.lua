@@ -21,6 +21,7 @@ end
 local function clean_config(cfg)
   local c = util.deep_copy(cfg)
   c._by_token, c._by_id, c._envs, c._secrets = nil, nil, nil, nil
+  c._o2_access, c._o2_refresh = nil, nil
   c.app.owner.is_owner = nil
   for _, u in ipairs(c.users) do u.is_owner = nil end
   c.users = util.array(c.users)
@@ -51,12 +52,24 @@ H["POST reset"] = function()
   return send(200, { ok = true })
 end
 
+local function base_url()
+  return "http://" .. (ngx.var.http_host or ("127.0.0.1:" .. ngx.var.server_port))
+end
+
 H["GET config"] = function()
-  return send(200, clean_config(state.config()))
+  local c = clean_config(state.config())
+  c.base_url = base_url()
+  return send(200, c)
+end
+
+-- The running emulator's --print-config, base_url included.
+H["GET credentials"] = function()
+  return send(200, config.credentials(state.config(), base_url()))
 end
 
 H["POST config"] = function(body)
   local cur = clean_config(state.config())
+  body.base_url = nil -- GET config's answer posted back: the URL is not a setting
   local keep_users = body.users == nil and body.users_count == nil
   local users = cur.users
   cur.users = nil
@@ -170,9 +183,12 @@ H["GET health"] = function()
   return send(200, { ok = true, pid = ngx.worker.pid() })
 end
 
--- X Activity API: deliver events, end streams, inspect (xaa.lua)
-for name, fn in pairs(require("account_activity.emulator.xaa").CONTROL) do
-  H[name] = function(body) return send(fn(body)) end
+-- X Activity API: deliver events, end streams, inspect (xaa.lua); OAuth 2.0
+-- consent, expiry and counts (oauth2.lua)
+for _, mod in ipairs { "xaa", "oauth2" } do
+  for name, fn in pairs(require("account_activity.emulator." .. mod).CONTROL) do
+    H[name] = function(body) return send(fn(body)) end
+  end
 end
 
 H["GET "] = function()

@@ -150,9 +150,10 @@ function M.start(opts)
   }
   if not server then return nil, err end
   local port = opts.port or server.port
+  local url = "http://127.0.0.1:" .. port
   local emu = setmetatable({
-    server = server, port = port, url = "http://127.0.0.1:" .. port,
-    config = config.credentials(cfg), settings = cfg, prefix = server.prefix,
+    server = server, port = port, url = url,
+    config = config.credentials(cfg, url), settings = cfg, prefix = server.prefix,
   }, Emulator)
   -- nginx listens once it has started; wait for a worker to answer.
   local last

@@ -11,7 +11,8 @@ end
 M.NOT_FOUND_34 = "Sorry, that page does not exist."
 M.WEBHOOK_34 = "Webhook does not exist or is associated with a different X application."
 
-local PROBLEM = "https://api.twitter.com/2/problems/"
+local PROBLEM = "https://api.x.com/2/problems/"
+M.PROBLEM = PROBLEM
 
 --- HTTP 400 "Invalid Request" whose errors[1].message is "<Reason>: <details>".
 function M.v2_reason(reason, details)
@@ -34,6 +35,18 @@ function M.v2_unsupported_auth(allowed)
       .. allowed.want .. "].",
     type = PROBLEM .. "unsupported-authentication",
     status = 403,
+  }
+end
+
+--- 403 for an OAuth 2.0 user token without the scopes a call needs.
+function M.v2_missing_scopes(missing)
+  return 403, {
+    title = "Forbidden",
+    detail = "Your OAuth 2.0 token is missing the scope" .. (#missing > 1 and "s " or " ")
+      .. table.concat(missing, ", ") .. " that this request requires.",
+    type = PROBLEM .. "not-authorized-for-resource",
+    status = 403,
+    missing_scopes = missing,
   }
 end
 

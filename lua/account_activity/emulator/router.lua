@@ -7,6 +7,7 @@ local routes = require "account_activity.emulator.routes"
 local ratelimit = require "account_activity.emulator.ratelimit"
 local faults = require "account_activity.emulator.faults"
 local respond = require "account_activity.emulator.respond"
+local oauth2 = require "account_activity.emulator.oauth2"
 
 local M = {}
 
@@ -78,24 +79,41 @@ end
 
 local ALLOWED_DESC = {
   user_app = "OAuth 1.0a User Context", user = "OAuth 1.0a User Context", bearer = "OAuth 2.0 Application-Only",
-  basic = "Basic",
+  basic = "Basic", oauth2 = "OAuth 2.0 User Context",
 }
 
 local function satisfies(info, kinds)
   for _, k in ipairs(kinds) do
+    if k == "any" then return true end
     if k == "bearer" and info.kind == "bearer" then return true end
     if k == "basic" and info.kind == "basic" then return true end
+    if k == "oauth2" and info.kind == "oauth2" then return true end
     if k == "user" and info.kind == "oauth1" then return true end
     if k == "user_app" and info.kind == "oauth1" and info.is_owner then return true end
   end
   return false
 end
 
+--- The route's OAuth 2.0 scopes that the caller's token lacks (nil: none).
+local function missing_scopes(route, info)
+  if info.kind ~= "oauth2" or not route.scopes then return nil end
+  local have, missing = {}, {}
+  for _, s in ipairs(info.scope or {}) do have[s] = true end
+  for _, s in ipairs(route.scopes) do
+    if not have[s] then missing[#missing + 1] = s end
+  end
+  if #missing == 0 then return nil end
+  return missing
+end
+
 local function auth_error(route, info)
   if route.flavour == "v2" then
     if not info.ok then return respond.v2_unauthorized() end
-    local want = {}
-    for _, k in ipairs(route.auth) do want[#want + 1] = ALLOWED_DESC[k] end
+    local want, seen = {}, {}
+    for _, k in ipairs(route.auth) do
+      local desc = ALLOWED_DESC[k]
+      if not seen[desc] then want[#want + 1], seen[desc] = desc, true end
+    end
     return respond.v2_unsupported_auth { got = ALLOWED_DESC[info.kind == "oauth1" and "user" or info.kind] or info.kind,
       want = table.concat(want, ", ") }
   end
@@ -160,13 +178,20 @@ function M.api()
   local info = auth.identify(cfg)
   ctx.auth_kind = info.kind
   ctx.user_id = info.user_id
-  if not info.ok or not satisfies(info, route.auth) then
+  local open = route.auth[1] == "any"
+  if not open and (not info.ok or not satisfies(info, route.auth)) then
     local status, rbody = auth_error(route, info)
     local headers = ratelimit.hit(cfg, route.name, "anon", true)
     return send(status, rbody, util.merge(headers, extra_headers))
   end
+  local missing = not open and missing_scopes(route, info)
+  if missing then
+    local headers = ratelimit.hit(cfg, route.name, "anon", true)
+    local status, rbody = respond.v2_missing_scopes(missing)
+    return send(status, rbody, util.merge(headers, extra_headers))
+  end
 
-  local pool = info.kind == "oauth1" and ("user:" .. info.user_id) or "app"
+  local pool = (info.ok and info.user_id) and ("user:" .. info.user_id) or "app"
   local rl_headers, limited = ratelimit.hit(cfg, route.name, pool)
   local headers = util.merge(rl_headers, extra_headers)
   if limited then
@@ -203,7 +228,8 @@ end
 
 -- ---------------------------------------------------------------- request log
 
-local SECRET_NAME = { "token", "secret", "signature", "oauth", "password", "key", "nonce", "crc", "bearer" }
+local SECRET_NAME = { "token", "secret", "signature", "oauth", "password", "key", "nonce", "crc", "bearer",
+  "code", "verifier" }
 
 local function redact_query(cfg)
   local args = ngx.req.get_uri_args(100)
@@ -219,7 +245,7 @@ local function redact_query(cfg)
     end
     if type(v) == "table" then v = table.concat(v, ",") end
     if v == true then v = "" end
-    if hide or secrets[v] or (bearer and v == bearer) then v = "[redacted]" end
+    if hide or secrets[v] or (bearer and v == bearer) or oauth2.is_secret(v) then v = "[redacted]" end
     out[k] = v
   end
   return out

@@ -1,11 +1,14 @@
 --- The route table: method, path pattern, name (also the rate-limit bucket),
 -- flavour (error shapes), accepted auth kinds, handler.
 -- Auth kinds: "user_app" = OAuth 1.0a with the app owner's token, "user" =
--- OAuth 1.0a with any known user's token, "bearer", "basic".
+-- OAuth 1.0a with any known user's token, "bearer", "basic", "oauth2" = an
+-- OAuth 2.0 user token (X's OAuth2UserToken, with the scopes of SCOPES[name]),
+-- "any" = no check here (the handler authenticates the client itself).
 local v1 = require "account_activity.emulator.api_v1"
 local v2 = require "account_activity.emulator.api_v2"
 local oauth2 = require "account_activity.emulator.api_oauth2"
 local xaa = require "account_activity.emulator.xaa"
+local oauth2_user = require "account_activity.emulator.oauth2"
 
 local P = v1.premium
 local AA = "^/1%.1/account_activity"
@@ -14,6 +17,7 @@ local V2 = "^/2/account_activity"
 local SEG = "([^/]+)"
 
 local U_APP, USER, B = { "user_app" }, { "user" }, { "bearer" }
+local O2_OR_USER = { "oauth2", "user" }
 local B_OR_U_APP = { "bearer", "user_app" }
 
 local R = {
@@ -47,8 +51,8 @@ local R = {
   { "GET", "^/2/webhooks$", "v2.list", "v2", B, v2.list },
   { "PUT", "^/2/webhooks/" .. SEG .. "$", "v2.validate", "v2", B_OR_U_APP, v2.validate },
   { "DELETE", "^/2/webhooks/" .. SEG .. "$", "v2.delete", "v2", B_OR_U_APP, v2.delete },
-  { "POST", V2 .. "/webhooks/" .. SEG .. "/subscriptions/all$", "v2.subscribe", "v2", USER, v2.subscribe },
-  { "GET", V2 .. "/webhooks/" .. SEG .. "/subscriptions/all$", "v2.check", "v2", USER, v2.check },
+  { "POST", V2 .. "/webhooks/" .. SEG .. "/subscriptions/all$", "v2.subscribe", "v2", O2_OR_USER, v2.subscribe },
+  { "GET", V2 .. "/webhooks/" .. SEG .. "/subscriptions/all$", "v2.check", "v2", O2_OR_USER, v2.check },
   { "GET", V2 .. "/webhooks/" .. SEG .. "/subscriptions/all/list$", "v2.list_subscriptions", "v2", B, v2.list_subscriptions },
   { "DELETE", V2 .. "/webhooks/" .. SEG .. "/subscriptions/" .. SEG .. "/all$", "v2.unsubscribe", "v2", B, v2.unsubscribe },
   { "GET", V2 .. "/subscriptions/count$", "v2.count", "v2", B, v2.count },
@@ -58,14 +62,25 @@ local R = {
   { "POST", "^/oauth2/invalidate_token$", "oauth2.invalidate", "oauth2", { "basic", "user_app" }, oauth2.invalidate },
 }
 
--- X Activity API (subscriptions, stream): rows kept in xaa.lua
+-- X Activity API (subscriptions, stream): rows kept in xaa.lua; OAuth 2.0
+-- user context (consent page, token, revoke, users/me) in oauth2.lua
 for _, r in ipairs(xaa.ROUTES) do R[#R + 1] = r end
+for _, r in ipairs(oauth2_user.ROUTES) do R[#R + 1] = r end
 
 local M = {}
 
+-- The OAuth2UserToken scopes of x-openapi-2.167.json, all required.
+local AAA_V2_SCOPES = { "dm.read", "users.read", "dm.write", "tweet.read" }
+M.SCOPES = {
+  ["v2.subscribe"] = AAA_V2_SCOPES, ["v2.check"] = AAA_V2_SCOPES,
+}
+for name, scopes in pairs(xaa.ROUTE_SCOPES or {}) do M.SCOPES[name] = scopes end
+for name, scopes in pairs(oauth2_user.ROUTE_SCOPES) do M.SCOPES[name] = scopes end
+
 M.list = {}
 for i, r in ipairs(R) do
-  M.list[i] = { method = r[1], pattern = r[2], name = r[3], flavour = r[4], auth = r[5], handler = r[6] }
+  M.list[i] = { method = r[1], pattern = r[2], name = r[3], flavour = r[4], auth = r[5], handler = r[6],
+    scopes = M.SCOPES[r[3]] }
 end
 
 --- The route for method and path: route, captures | nil, path_known.

@@ -68,12 +68,18 @@ local function index(cfg)
   for _, e in ipairs(cfg.envs or {}) do envs[e] = true end
   -- every credential value, so the request log can refuse to show one
   local secrets = { [cfg.app.consumer_key] = true, [cfg.app.consumer_secret] = true,
-    [cfg.app.bearer_token] = true }
+    [cfg.app.bearer_token] = true, [cfg.app.client_secret] = true }
+  -- the seed OAuth 2.0 tokens of every user (config.oauth2_seed)
+  local o2_access, o2_refresh = {}, {}
   for _, u in pairs(by_id) do
     secrets[u.access_token] = true
     secrets[u.access_token_secret] = true
+    local seed = config_mod.oauth2_seed(u)
+    o2_access[seed.access_token], o2_refresh[seed.refresh_token] = u, u
+    secrets[seed.access_token], secrets[seed.refresh_token] = true, true
   end
   cfg._by_token, cfg._by_id, cfg._envs, cfg._secrets = by_token, by_id, envs, secrets
+  cfg._o2_access, cfg._o2_refresh = o2_access, o2_refresh
   return cfg
 end
 
@@ -92,6 +98,7 @@ function M.set_config(cfg)
   local d = dict()
   cfg = util.deep_copy(cfg)
   cfg._by_token, cfg._by_id, cfg._envs, cfg._secrets = nil, nil, nil, nil
+  cfg._o2_access, cfg._o2_refresh = nil, nil
   cfg.app.owner.is_owner = nil
   d:set("config", util.encode(cfg))
   d:incr("config_ver", 1, 0)

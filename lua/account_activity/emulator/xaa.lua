@@ -23,7 +23,7 @@ local respond = require "account_activity.emulator.respond"
 
 local M = {}
 
-local PROBLEM = "https://api.twitter.com/2/problems/"
+local PROBLEM = respond.PROBLEM
 
 local DEFAULTS = {
   shape = "data.subscription", delete_shape = "data", duplicate_status = 400,
@@ -68,6 +68,18 @@ local function privacy(et)
   return "unclassified"
 end
 M.privacy = privacy
+
+--- The OAuth 2.0 scope a subscription to `et` needs: the spec's rule (dm.read
+-- for dm.* and chat.*, like.read, mute.read, block.read, tweet.read for the
+-- rest), with broadcast.read for broadcast.chat as the docs' "Private events" say.
+function M.scope_for(et)
+  if starts(et, "dm.") or starts(et, "chat.") then return "dm.read" end
+  if starts(et, "like.") then return "like.read" end
+  if starts(et, "mute.") then return "mute.read" end
+  if starts(et, "block.") then return "block.read" end
+  if et == "broadcast.chat" then return "broadcast.read" end
+  return "tweet.read"
+end
 
 local function invalid(msg)
   return 400, {
@@ -186,10 +198,19 @@ function M.create(req)
   -- Tokens: X-API.md 3.1 "which token works in practice".
   local class = privacy(et)
   local who = req.auth
+  if who.kind == "oauth2" then
+    local need = M.scope_for(et)
+    local has = false
+    for _, s in ipairs(who.scope or {}) do if s == need then has = true end end
+    if not has then
+      return forbidden("Your OAuth 2.0 token is missing the scope " .. need .. " that " .. et
+        .. " subscriptions require.")
+    end
+  end
   if class == "private" or (class == "unclassified" and k.unclassified_auth == "user") then
-    if who.kind ~= "oauth1" then
+    if who.kind ~= "oauth1" and who.kind ~= "oauth2" then
       return forbidden("OAuthAccessTokenRequired: subscribing to private events requires user context"
-        .. " (an OAuth 1.0a token of the filtered user).")
+        .. " (an OAuth 2.0 or OAuth 1.0a token of the filtered user).")
     end
     if f.user_id and who.user_id ~= f.user_id then
       return forbidden("The filtered user " .. f.user_id .. " has not authorized your application"
@@ -790,15 +811,20 @@ end
 
 --- Route rows for routes.lua (method, pattern, name, flavour, auth, handler).
 local SEG = "([^/]+)"
-local B, B_OR_USER = { "bearer" }, { "bearer", "user" }
+-- Auth per operation as x-openapi-2.167.json's `security` lists it.
+local B, ANY_TOKEN = { "bearer" }, { "oauth2", "user", "bearer" }
 M.ROUTES = {
-  { "POST", "^/2/activity/subscriptions$", "xaa.create", "v2", B_OR_USER, M.create },
-  { "GET", "^/2/activity/subscriptions$", "xaa.list", "v2", B_OR_USER, M.list },
+  { "POST", "^/2/activity/subscriptions$", "xaa.create", "v2", ANY_TOKEN, M.create },
+  { "GET", "^/2/activity/subscriptions$", "xaa.list", "v2", ANY_TOKEN, M.list },
   { "DELETE", "^/2/activity/subscriptions$", "xaa.delete_many", "v2", B, M.delete_many },
-  { "PUT", "^/2/activity/subscriptions/" .. SEG .. "$", "xaa.update", "v2", B_OR_USER, M.update },
-  { "DELETE", "^/2/activity/subscriptions/" .. SEG .. "$", "xaa.delete", "v2", B_OR_USER, M.delete },
+  { "PUT", "^/2/activity/subscriptions/" .. SEG .. "$", "xaa.update", "v2", B, M.update },
+  { "DELETE", "^/2/activity/subscriptions/" .. SEG .. "$", "xaa.delete", "v2", B, M.delete },
   { "GET", "^/2/activity/stream$", "xaa.stream", "v2", B, M.stream },
 }
+
+--- OAuth 2.0 scopes per route (the spec's OAuth2UserToken lists); create's
+-- scope depends on the event type (M.scope_for).
+M.ROUTE_SCOPES = { ["xaa.list"] = { "like.read", "tweet.read" } }
 
 --- Rate limits per 15 minutes (X-API.md 3.1; bulk delete is not listed).
 M.RATE_LIMITS = {
