@@ -150,7 +150,7 @@ describe("Session:stream", function()
     -- the default deadline is the session's timeout
     st = core.session { timeout = 1 }:stream { method = "GET", url = server.url .. "/endless" }
     t0 = core.now()
-    body, cut = st:read_all()
+    cut = select(2, st:read_all())
     took = core.now() - t0
     assert.is_true(took >= 0.9 and took < 4, "read_all took " .. took .. " s")
     assert.are.equal("timeout", cut)

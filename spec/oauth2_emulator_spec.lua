@@ -376,7 +376,8 @@ describe("account-activity auth (CLI) on the emulator", function()
     hs:stop()
     assert.are.equal(0, st2, text2)
     assert.matches("created %d+ dm%.sent", text2)
-    -- this login lacks like.read and the follow/mute/block scopes: those are refused, dm.* made
+    -- this login lacks like.read and the follow/mute/block scopes: those are refused (exit 1), dm.* made
+    assert.are.equal(1, status, text)
     assert.matches('"created"', text)
     assert.matches("dm%.received", text)
 
@@ -384,6 +385,7 @@ describe("account-activity auth (CLI) on the emulator", function()
     assert.are.equal(0, status, text)
     assert.is_nil(aa.token_store.file(store_path):get(user_id))
     status, text = cli("auth list --store " .. store_path)
+    assert.are.equal(0, status, text)
     assert.matches("no OAuth 2.0 users", text)
   end)
 

@@ -282,18 +282,18 @@ local function ngx_open(client)
       max_bytes = max_bytes or ERROR_BODY_MAX
       ngx.update_time()
       local deadline = ngx.now() + (timeout or rt / 1000)
-      local cut
+      local why
       while not ended do
-        if #buf >= max_bytes then cut = "truncated" break end
+        if #buf >= max_bytes then why = "truncated" break end
         ngx.update_time()
         local left = deadline - ngx.now()
-        if left <= 0 then cut = "timeout" break end
+        if left <= 0 then why = "timeout" break end
         fill(math.max(1, math.floor(left * 1000)))
       end
-      if #buf > max_bytes then cut = "truncated" end
+      if #buf > max_bytes then why = "truncated" end
       local rest = buf:sub(1, max_bytes)
       buf = ""
-      return rest, cut
+      return rest, why
     end
     function conn.close()
       ended = true

@@ -10,7 +10,7 @@
 -- body is not decoded here; the consumer parses it.
 local redis = require "account_activity.redis"
 
-local type, tostring, error, format, sub = type, tostring, error, string.format, string.sub
+local type, error, format, sub = type, error, string.format, string.sub
 
 local M = {}
 

@@ -244,13 +244,13 @@ function M._read_head(reader)
             -- RFC 9112 2.2: a bare CR in a field is replaced by SP
             if value:find("\r", 1, true) then value = value:gsub("\r", " ") end
           end
-          local first = headers[name]
-          if first == nil then
+          local seen = headers[name]
+          if seen == nil then
             headers[name] = value
           else
             parts = parts or {}
             local list = parts[name]
-            if not list then list = { first }; parts[name] = list end
+            if not list then list = { seen }; parts[name] = list end
             list[#list + 1] = value
           end
         end
@@ -449,7 +449,8 @@ function M.new(opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
-  if type(o.max_body) ~= "number" or not (o.max_body >= 0) then
+  -- not (x >= 0) is true for NaN too
+  if type(o.max_body) ~= "number" or not (o.max_body >= 0) then -- luacheck: ignore 581
     error("bad argument 'max_body' to 'new' (a number of bytes expected)", 2)
   end
   return setmetatable({ opts = o }, Transport)
