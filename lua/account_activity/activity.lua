@@ -18,9 +18,9 @@ local XAA = endpoints.xaa
 local M = {}
 
 -- The client's own argument checks, so both report bad arguments alike.
-local client_mod = require "account_activity.client"
-local argerror, show = client_mod.argerror, client_mod.show
-local check_id, check_user = client_mod.check_id, client_mod.check_user
+local arg_checks = require "account_activity.args"
+local argerror, show = arg_checks.argerror, arg_checks.show
+local check_id, check_user = arg_checks.check_id, arg_checks.check_user
 
 local function check_text(fname, argname, v, max, level)
   level = (level or 1) + 1

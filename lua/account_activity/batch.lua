@@ -23,6 +23,8 @@ local VIEW_MT = {
   __tostring = function(v) return tostring(rawget(v, VIEW_CLIENT)) end,
 }
 
+args.client_classes[VIEW_MT] = true
+
 --- view(client, own) -> a table that is `client` but for the fields in `own`.
 function M.view(client, own)
   local v = { [VIEW_CLIENT] = client }

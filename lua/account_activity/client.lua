@@ -46,170 +46,13 @@ local argerror, show = arg_checks.argerror, arg_checks.show
 -- every argument error.
 M.argerror, M.show = argerror, show
 
----------------------------------------------------------------------------
--- Argument checks (raise: they are programming errors)
----------------------------------------------------------------------------
-
---- A webhook or user id as a decimal string of 1..19 digits, or raise.
-local function check_id(fname, argname, v, level)
-  level = (level or 1) + 1
-  if type(v) == "number" then
-    if v ~= v or v < 0 or v ~= math.floor(v) or v == math.huge then
-      argerror(fname, argname, "expected a non-negative integer id, got " .. show(v), level)
-    end
-    if math.type and math.type(v) == "integer" then
-      v = tostring(v)
-    elseif v <= 2 ^ 53 then
-      v = string.format("%.0f", v)
-    else
-      argerror(fname, argname, "ids above 2^53 lose digits as numbers; pass a string", level)
-    end
-  end
-  if type(v) ~= "string" then
-    argerror(fname, argname, "expected an id string, got " .. type(v), level)
-  end
-  if not v:match("^%d+$") or #v > 19 then
-    argerror(fname, argname, "expected a decimal id of 1-19 digits, got " .. show(v), level)
-  end
-  return v
-end
-M.check_id = check_id
-
--- An OAuth 2.0 user: { user_id, oauth2 = token table | true (the store's) }.
-local function check_oauth2(fname, argname, u, level)
-  local t = u.oauth2
-  if t == true then
-    if u.user_id == nil then
-      argerror(fname, argname .. ".user_id", "required with oauth2 = true (the token store is keyed by it)", level)
-    end
-  elseif type(t) == "table" then
-    if type(t.access_token) ~= "string" and type(t.refresh_token) ~= "string" then
-      argerror(fname, argname .. ".oauth2", "expected a token table {access_token, refresh_token, expires_at}", level)
-    end
-    for _, k in ipairs { "access_token", "refresh_token" } do
-      if type(t[k]) == "string" and t[k]:find("%c") then
-        argerror(fname, argname .. ".oauth2." .. k, "contains control characters", level)
-      end
-    end
-  else
-    argerror(fname, argname .. ".oauth2", "expected a token table or true, got " .. type(t), level)
-  end
-end
-
--- need_id: the user's user_id is required, not only checked when present.
-local function check_user(fname, argname, u, level, need_id)
-  level = (level or 1) + 1
-  if type(u) ~= "table" then
-    argerror(fname, argname, "expected a user table {user_id, access_token, access_token_secret}, got "
-      .. type(u), level)
-  end
-  if u.oauth2 ~= nil and u.access_token == nil and u.access_token_secret == nil then
-    check_oauth2(fname, argname, u, level)
-    local id
-    if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
-    return { user_id = id, oauth2 = u.oauth2 }
-  end
-  if u.oauth2 ~= nil then check_oauth2(fname, argname, u, level) end
-  if type(u.access_token) ~= "string" or u.access_token == "" then
-    argerror(fname, argname .. ".access_token", "expected the user's access token string", level)
-  end
-  if type(u.access_token_secret) ~= "string" or u.access_token_secret == "" then
-    argerror(fname, argname .. ".access_token_secret", "expected the user's token secret string", level)
-  end
-  for _, k in ipairs { "access_token", "access_token_secret" } do
-    if u[k]:find("%c") then argerror(fname, argname .. "." .. k, "contains control characters", level) end
-  end
-  local id
-  if u.user_id ~= nil or need_id then id = check_id(fname, argname .. ".user_id", u.user_id, level) end
-  return { user_id = id, access_token = u.access_token, access_token_secret = u.access_token_secret,
-           oauth2 = u.oauth2 }
-end
-M.check_user = check_user
-
--- A checked user that X must see through OAuth 1.0a: raise before sending
--- when all it has is an OAuth 2.0 token.
-local function need_oauth1(fname, argname, user, level)
-  if user and user.access_token == nil and user.oauth2 ~= nil then
-    argerror(fname, argname, fname .. " takes only OAuth 1.0a user tokens at X (its spec lists no"
-      .. " OAuth2UserToken); this user has only an OAuth 2.0 token", (level or 1) + 1)
-  end
-end
-M.need_oauth1 = need_oauth1
-
-local function is_loopback(base_url)
-  return base_url:match("^http://127%.0%.0%.1[:/]") ~= nil or base_url == "http://127.0.0.1"
-    or base_url:match("^http://%[::1%]") ~= nil
-    or base_url:match("^http://localhost[:/]") ~= nil or base_url == "http://localhost"
-end
-
-local function check_webhook_url(fname, argname, url, loopback, level)
-  level = (level or 1) + 1
-  if type(url) ~= "string" then
-    argerror(fname, argname, "expected a URL string, got " .. type(url), level)
-  end
-  if url:find("[%c%s]") then
-    argerror(fname, argname, "URL contains whitespace or control characters", level)
-  end
-  if #url == 0 or #url > 200 then
-    argerror(fname, argname, "X accepts webhook URLs of 1-200 characters, got " .. #url, level)
-  end
-  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme or authority == "" then
-    argerror(fname, argname, "expected an absolute URL, got " .. show(url), level)
-  end
-  if loopback then
-    if not scheme:lower():match("^https?$") then
-      argerror(fname, argname, "expected an http(s) URL, got " .. show(url), level)
-    end
-    return url
-  end
-  if scheme:lower() ~= "https" then
-    argerror(fname, argname, "X only calls https:// webhook URLs, got " .. show(url), level)
-  end
-  if authority:find("@", 1, true) then
-    argerror(fname, argname, "webhook URLs may not carry user info", level)
-  end
-  if authority:match(":%d*$") and not authority:match("^%[[^%]]*%]$") then
-    argerror(fname, argname, "X rejects webhook URLs with a port, got " .. show(url), level)
-  end
-  return url
-end
-
-local utc_epoch = arg_checks.utc_epoch
-M.utc_epoch = utc_epoch
-
---- A replay bound: os.time() number or "YYYYMMDDhhmm" (UTC) -> string, epoch.
-local function check_date(fname, argname, v, level)
-  level = (level or 1) + 1
-  if type(v) == "number" then
-    -- up to the end of year 9999: os.date fails (5.4) or wraps (LuaJIT) past it
-    if v ~= v or v < 0 or v > 253402300799 then
-      argerror(fname, argname, "expected an epoch time, got " .. show(v), level)
-    end
-    local t = math.floor(v)
-    return os.date("!%Y%m%d%H%M", t), t - t % 60
-  end
-  if type(v) ~= "string" then
-    argerror(fname, argname, "expected os.time() or a \"YYYYMMDDhhmm\" UTC string, got " .. type(v), level)
-  end
-  local y, mo, d, h, mi = v:match("^(%d%d%d%d)(%d%d)(%d%d)(%d%d)(%d%d)$")
-  y, mo, d, h, mi = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi)
-  if not y or mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 then
-    argerror(fname, argname, "expected \"YYYYMMDDhhmm\" (UTC), got " .. show(v), level)
-  end
-  return v, utc_epoch(y, mo, d, h, mi)
-end
-
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
-                 Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
-
--- An HTTP Date header ("Sun, 06 Nov 1994 08:49:37 GMT") -> epoch or nil.
-local function http_date(s)
-  if type(s) ~= "string" then return nil end
-  local d, mon, y, h, mi, sec = s:match("(%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d)")
-  if not d or not MONTHS[mon] then return nil end
-  return utc_epoch(tonumber(y), MONTHS[mon], tonumber(d), tonumber(h), tonumber(mi), tonumber(sec))
-end
+-- Argument checks and dates live in args.lua; these names stay here too,
+-- for code that took them from the client.
+local check_id, check_user, need_oauth1 = arg_checks.check_id, arg_checks.check_user, arg_checks.need_oauth1
+local check_webhook_url, check_date = arg_checks.check_webhook_url, arg_checks.check_date
+local is_loopback, http_date = arg_checks.is_loopback, arg_checks.http_date
+M.check_id, M.check_user, M.need_oauth1 = check_id, check_user, need_oauth1
+M.utc_epoch = arg_checks.utc_epoch
 
 ---------------------------------------------------------------------------
 -- Environment: sleep, clock, transport
@@ -968,15 +811,11 @@ for api in pairs(endpoints.FLAVOURS) do
     return nil
   end
   classes[api] = class
+  arg_checks.client_classes[class] = true
 end
 M.classes = classes
 
 --- Is `v` a client (or a batch task's view of one)?
-function M.is_client(v)
-  v = batch.client_of(v) or v
-  local mt = getmetatable(v)
-  for _, c in pairs(classes) do if mt == c then return true end end
-  return false
-end
+M.is_client = arg_checks.is_client
 
 return M

@@ -21,7 +21,6 @@
 -- shared across the batch: requests of an endpoint whose window is spent
 -- wait for its reset (when that is within the client's max_wait), and a
 -- 429 pauses that endpoint for every task until the reset.
-local client_mod = require "account_activity.client"
 local args = require "account_activity.args"
 local crc = require "account_activity.crc"
 local errors = require "account_activity.errors"
@@ -37,7 +36,7 @@ local function argerror(fname, argname, msg)
 end
 
 local function check_client(fname, c)
-  if not client_mod.is_client(c) then
+  if not args.is_client(c) then
     argerror(fname, "client", "expected a client from aa.new{...} (call it as client:" .. fname
       .. "(...)), got " .. type(c))
   end
@@ -356,7 +355,7 @@ end
 -- user, action, err}}, ok = bool }.
 function M.subscribe_many(c, webhook_id, users, opts)
   check_client("subscribe_many", c)
-  webhook_id = client_mod.check_id("subscribe_many", "webhook_id", webhook_id, 2)
+  webhook_id = args.check_id("subscribe_many", "webhook_id", webhook_id, 2)
   check_users("subscribe_many", "users", users)
   opts = check_opts("subscribe_many", opts)
   local t0 = clock()
@@ -382,7 +381,7 @@ end
 -- user raises, naming it.
 function M.sync_subscriptions(c, webhook_id, users, opts)
   check_client("sync_subscriptions", c)
-  webhook_id = client_mod.check_id("sync_subscriptions", "webhook_id", webhook_id, 2)
+  webhook_id = args.check_id("sync_subscriptions", "webhook_id", webhook_id, 2)
   check_users("sync_subscriptions", "users", users)
   opts = check_opts("sync_subscriptions", opts)
   local t0 = clock()
@@ -434,7 +433,7 @@ end
 -- failed, old_deleted, ok }.
 function M.migrate_webhook(c, old_id, new_url, opts)
   check_client("migrate_webhook", c)
-  old_id = client_mod.check_id("migrate_webhook", "old_id", old_id, 2)
+  old_id = args.check_id("migrate_webhook", "old_id", old_id, 2)
   if type(new_url) ~= "string" then
     argerror("migrate_webhook", "new_url", "expected a URL string, got " .. type(new_url))
   end
@@ -498,7 +497,7 @@ end
 -- (report.already_gone).
 function M.teardown(c, webhook_id, opts)
   check_client("teardown", c)
-  webhook_id = client_mod.check_id("teardown", "webhook_id", webhook_id, 2)
+  webhook_id = args.check_id("teardown", "webhook_id", webhook_id, 2)
   opts = check_opts("teardown", opts)
   local t0 = clock()
   local report = new_report()
@@ -573,7 +572,7 @@ end
 -- report = { id, url, exists, valid, subscriptions, crc = {...}, problems = {...}, ok }
 function M.health(c, target, opts)
   check_client("health", c)
-  if type(target) == "number" then target = client_mod.check_id("health", "webhook", target, 2) end
+  if type(target) == "number" then target = args.check_id("health", "webhook", target, 2) end
   if type(target) ~= "string" then
     argerror("health", "webhook", "expected a webhook id or URL string, got " .. type(target))
   end
