@@ -2,16 +2,9 @@
 -- mirror, stream).
 local events = require "account_activity.cli.events"
 local F = {}
--- cli.lua's shared helpers, handed in by run(): this file is required by
--- cli.lua, so requiring it back would make a circle.
-local K
-local function usage_error(...) return K.usage_error(...) end
-local function need(...) return K.need(...) end
-local function check_id(...) return K.check_id(...) end
-local function user_for(...) return K.user_for(...) end
-local function emit(...) return K.emit(...) end
-local function table_out(...) return K.table_out(...) end
-local function encode(...) return K.encode(...) end
+local K = require "account_activity.cli.kit"
+local usage_error, need, check_id, user_for = K.usage_error, K.need, K.check_id, K.user_for
+local emit, table_out, encode = K.emit, K.table_out, K.encode
 
 local function activity_missing(c, name)
   if type(c[name]) ~= "function" then
@@ -97,11 +90,4 @@ function F.activity(ctx, pos)
     return usage_error(sub and ("unknown activity command '" .. sub .. "'") or "missing activity command")
   end
 end
-
---- run(name, ctx, pos, kit): the command `name` with the CLI's helpers.
-function F.run(name, ctx, pos, kit)
-  K = kit
-  return F[name](ctx, pos)
-end
-
 return F

@@ -1,18 +1,10 @@
 --- `account-activity subs | replay`: subscriptions (list, add, check, rm,
 -- count, sync) and replay jobs.
 local F = {}
--- cli.lua's shared helpers, handed in by run(): this file is required by
--- cli.lua, so requiring it back would make a circle.
-local K
-local function usage_error(...) return K.usage_error(...) end
-local function need(...) return K.need(...) end
-local function check_id(...) return K.check_id(...) end
-local function emit(...) return K.emit(...) end
-local function fail_report(...) return K.fail_report(...) end
-local function report_line(...) return K.report_line(...) end
-local function table_out(...) return K.table_out(...) end
-local function yesno(...) return K.yesno(...) end
-local function array(...) return K.array(...) end
+local K = require "account_activity.cli.kit"
+local usage_error, need, check_id, emit = K.usage_error, K.need, K.check_id, K.emit
+local fail_report, report_line, table_out, yesno = K.fail_report, K.report_line, K.table_out, K.yesno
+local array = K.array
 
 function F.subs(ctx, pos)
   local sub = table.remove(pos, 1)
@@ -130,11 +122,4 @@ function F.replay(ctx, pos)
   if not job then return err end
   emit(ctx, job, function(out) out:write("replay job ", tostring(job.job_id), " created ", tostring(job.created_at), "\n") end)
 end
-
---- run(name, ctx, pos, kit): the command `name` with the CLI's helpers.
-function F.run(name, ctx, pos, kit)
-  K = kit
-  return F[name](ctx, pos)
-end
-
 return F

@@ -2,14 +2,9 @@
 -- endpoint that prints what it receives, and the one-command webhook.
 local events = require "account_activity.cli.events"
 local F = {}
--- cli.lua's shared helpers, handed in by run(): this file is required by
--- cli.lua, so requiring it back would make a circle.
-local K
-local function usage_error(...) return K.usage_error(...) end
-local function need(...) return K.need(...) end
-local function fail_report(...) return K.fail_report(...) end
-local function report_line(...) return K.report_line(...) end
-local function encode(...) return K.encode(...) end
+local K = require "account_activity.cli.kit"
+local usage_error, need, fail_report, report_line = K.usage_error, K.need, K.fail_report, K.report_line
+local encode = K.encode
 
 local function sleep(s)
   local ok, core = pcall(require, "account_activity.core")
@@ -144,11 +139,4 @@ function F.up(ctx, pos)
     if not tostring(perr):find("interrupted", 1, true) then return tostring(perr) end
   end
 end
-
---- run(name, ctx, pos, kit): the command `name` with the CLI's helpers.
-function F.run(name, ctx, pos, kit)
-  K = kit
-  return F[name](ctx, pos)
-end
-
 return F

@@ -1,16 +1,10 @@
 --- `account-activity webhooks | health | crc`: the webhooks, their health
 -- (and our CRC answer at their URL), and a CRC answer computed locally.
 local F = {}
--- cli.lua's shared helpers, handed in by run(): this file is required by
--- cli.lua, so requiring it back would make a circle.
-local K
-local function usage_error(...) return K.usage_error(...) end
-local function need(...) return K.need(...) end
-local function check_id(...) return K.check_id(...) end
-local function emit(...) return K.emit(...) end
-local function table_out(...) return K.table_out(...) end
-local function yesno(...) return K.yesno(...) end
-local PROG = "account-activity"
+local K = require "account_activity.cli.kit"
+local usage_error, need, check_id, emit = K.usage_error, K.need, K.check_id, K.emit
+local table_out, yesno = K.table_out, K.yesno
+local PROG = K.PROG
 
 local function webhook_rows(list)
   local rows = {}
@@ -97,11 +91,4 @@ function F.crc(ctx, pos)
   local token = require("account_activity.crc").response(secret, pos[1])
   emit(ctx, { response_token = token }, function(out) out:write(token, "\n") end)
 end
-
---- run(name, ctx, pos, kit): the command `name` with the CLI's helpers.
-function F.run(name, ctx, pos, kit)
-  K = kit
-  return F[name](ctx, pos)
-end
-
 return F
