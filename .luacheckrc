@@ -6,6 +6,7 @@ ignore = { "212/self" }
 exclude_files = { "bench/node/**", "build/**" }
 files["lua/account_activity/nginx.lua"] = { globals = { "ngx" } }
 files["lua/account_activity/transport/ngx.lua"] = { globals = { "ngx" } }
+files["lua/account_activity/transport/reader.lua"] = { globals = { "ngx" } }
 files["lua/account_activity/emulator/**"] = { globals = { "ngx" } }
 files["lua/account_activity/stream.lua"] = { globals = { "ngx" } }
 files["lua/account_activity/client.lua"] = { globals = { "ngx" } }

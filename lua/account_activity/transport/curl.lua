@@ -36,6 +36,19 @@ function Transport:perform(reqs, opts)
   return self:get_session():perform(reqs, opts)
 end
 
+--- stream(req) -> conn, head | nil, err: a GET read line by line as it
+-- arrives, on a connection of its own (the C core's session:stream).
+-- conn: read_line(timeout), read_all(max_bytes, timeout), close().
+function Transport:stream(req)
+  local st, head = self:get_session():stream(req)
+  if not st then return nil, head end
+  local conn = {}
+  function conn.read_line(_, t) return st:read_line(t) end
+  function conn.read_all(_, max_bytes, t) return st:read_all(max_bytes, t) end
+  function conn.close() return st:close() end
+  return conn, head
+end
+
 function Transport:close()
   if self.session then
     self.session:close()

@@ -18,9 +18,12 @@
 -- libcurl honours, are ignored here: cosockets connect straight to the host.
 local M = {}
 
+local wire = require "account_activity.transport.reader"
+
 -- libcurl's limit on a response's header block (MAX_HTTP_RESP_HEADER_SIZE)
-M.MAX_HEADER_BYTES = 300 * 1024
-M.MAX_HEADER_LINES = 10000
+M.MAX_HEADER_BYTES, M.MAX_HEADER_LINES = wire.MAX_HEADER_BYTES, wire.MAX_HEADER_LINES
+M._reader, M._read_head, M._chunk_size = wire.reader, wire.read_head, wire.chunk_size
+local read_chunked, read_to_close, too_big = wire.read_chunked, wire.read_to_close, wire.too_big
 M.MAX_BODY = 256 * 1024 * 1024 -- the C core's MAX_BODY
 
 local DEFAULTS = {
@@ -96,230 +99,6 @@ end
 -- trickles bytes cannot stretch it, as it could a receive() whose timer
 -- restarts on every packet), and no read holds more than its cap plus one
 -- 64 KiB piece. Bytes read past what a call needed stay for the next one.
-
-local PIECE = 65536
-
-local Reader = {}
-Reader.__index = Reader
-
---- A reader over sock whose waits end at deadline_ms (ngx.now() * 1000;
--- the caller may move `reader.deadline` between reads).
-function M._reader(sock, deadline_ms)
-  return setmetatable({ sock = sock, deadline = deadline_ms, buf = "", pos = 1 }, Reader)
-end
-
--- The next bytes from the socket: data | nil, "timeout" | err.
-function Reader:recv()
-  local left = self.deadline - ngx.now() * 1000
-  if left < 1 then
-    ngx.update_time()
-    left = self.deadline - ngx.now() * 1000
-    if left < 1 then return nil, "timeout" end
-  end
-  self.sock:settimeout(math.floor(left))
-  return self.sock:receiveany(PIECE)
-end
-
---- One line of at most `max` bytes (LF or CR LF ended, both dropped):
--- line, bytes used | nil, "too large" | nil, err. A longer line is refused
--- once max + 2 bytes of it are in.
-function Reader:line(max)
-  while true do
-    local buf, pos = self.buf, self.pos
-    local nl = buf:find("\n", pos, true)
-    if nl then
-      local stop = nl - 1
-      if stop >= pos and buf:byte(stop) == 13 then stop = stop - 1 end
-      if stop - pos + 1 > max then return nil, "too large" end
-      self.pos = nl + 1
-      return buf:sub(pos, stop), nl - pos + 1
-    end
-    if #buf - pos + 1 > max + 1 then return nil, "too large" end
-    local data, err = self:recv()
-    if not data then return nil, err end
-    self.buf, self.pos = buf:sub(pos) .. data, 1
-  end
-end
-
---- Exactly n bytes: data | nil, err.
-function Reader:bytes(n)
-  local buf, pos = self.buf, self.pos
-  local have = #buf - pos + 1
-  if have >= n then
-    self.pos = pos + n
-    return buf:sub(pos, pos + n - 1)
-  end
-  local parts, got = { buf:sub(pos) }, have
-  self.buf, self.pos = "", 1
-  while got < n do
-    local data, err = self:recv()
-    if not data then return nil, err end
-    if got + #data > n then
-      parts[#parts + 1] = data:sub(1, n - got)
-      self.buf = data:sub(n - got + 1)
-      got = n
-    else
-      parts[#parts + 1] = data
-      got = got + #data
-    end
-  end
-  return table.concat(parts)
-end
-
---- Up to max bytes, at least one unless the wait ends: data | nil, err.
-function Reader:some(max)
-  if self.pos > #self.buf then
-    local data, err = self:recv()
-    if not data then return nil, err end
-    self.buf, self.pos = data, 1
-  end
-  local buf, pos = self.buf, self.pos
-  local stop = math.min(#buf, pos + max - 1)
-  self.pos = stop + 1
-  return buf:sub(pos, stop)
-end
-
---- Reads a status line and headers within M.MAX_HEADER_BYTES and
--- M.MAX_HEADER_LINES: status, headers (lowercased names; repeats joined with
--- ", " once, at the end), version | nil, err. The head is parsed once it is
--- all in (one pattern pass per line), not read line by line.
-function M._read_head(reader)
-  local budget = M.MAX_HEADER_BYTES
-  while true do
-    -- wait for the blank line that ends the head: each piece is searched
-    -- once (with the two bytes before it) and the pieces joined once
-    local first = reader.buf:sub(reader.pos)
-    local stop, stop2 = first:find("\n\r?\n")
-    local pieces, size, tail = { first }, #first, first:sub(-2)
-    while not stop do
-      if size > budget then
-        return nil, "response headers larger than " .. M.MAX_HEADER_BYTES .. " bytes"
-      end
-      local data, err = reader:recv()
-      if not data then
-        reader.buf, reader.pos = table.concat(pieces), 1
-        return nil, err
-      end
-      local probe = tail .. data
-      local a, b = probe:find("\n\r?\n")
-      if a then stop, stop2 = size - #tail + a, size - #tail + b end
-      pieces[#pieces + 1] = data
-      size = size + #data
-      tail = probe:sub(-2)
-    end
-    local buf, pos = #pieces == 1 and first or table.concat(pieces), 1
-    reader.buf = buf
-    if stop2 > budget then
-      return nil, "response headers larger than " .. M.MAX_HEADER_BYTES .. " bytes"
-    end
-    reader.pos = stop2 + 1
-    local head = buf:sub(pos, stop)
-    budget = budget - #head
-    -- libcurl's answer to a NUL anywhere in the head, so the same here
-    if head:find("\0", 1, true) then return nil, "NUL byte in a response header" end
-    local version, status = head:match("^HTTP/(%d%.%d) (%d%d%d)")
-    if not version then return nil, "malformed status line" end
-    status = tonumber(status)
-    if status >= 200 or status == 101 then
-      local headers, parts, lines = {}, nil, -1
-      -- positions and plain finds only: no pattern here backtracks, so a
-      -- hostile 300 KB line costs what its bytes cost
-      for line in head:gmatch("([^\n]*)\n") do
-        lines = lines + 1
-        if lines > M.MAX_HEADER_LINES then
-          return nil, "more than " .. M.MAX_HEADER_LINES .. " response header lines"
-        end
-        local colon = lines > 0 and line:find(":", 1, true)
-        if colon and colon > 1 then
-          local name, value = line:sub(1, colon - 1):lower(), ""
-          local first_byte = line:find("[^ \t]", colon + 1)
-          if first_byte then
-            local last = #line
-            while last > first_byte do
-              local c = line:byte(last)
-              if c ~= 32 and c ~= 9 and c ~= 13 then break end
-              last = last - 1
-            end
-            value = line:sub(first_byte, last)
-            -- RFC 9112 2.2: a bare CR in a field is replaced by SP
-            if value:find("\r", 1, true) then value = value:gsub("\r", " ") end
-          end
-          local seen = headers[name]
-          if seen == nil then
-            headers[name] = value
-          else
-            parts = parts or {}
-            local list = parts[name]
-            if not list then list = { seen }; parts[name] = list end
-            list[#list + 1] = value
-          end
-        end
-      end
-      if parts then
-        for name, list in pairs(parts) do headers[name] = table.concat(list, ", ") end
-      end
-      return status, headers, version
-    end
-    -- a 1xx before the answer: its headers are not the answer's
-  end
-end
-
-local function too_big(max)
-  return "response body larger than " .. max .. " bytes"
-end
-
---- The size of the next chunk from its size line: n | nil, err.
-function M._chunk_size(reader)
-  local line, err = reader:line(1024)
-  if not line then return nil, err == "too large" and "malformed chunk size" or err end
-  local hex = line:match("^[ \t]*(%x+)")
-  if not hex or #hex > 15 then return nil, "malformed chunk size" end
-  return tonumber(hex, 16)
-end
-
-local function read_chunked(reader, max)
-  local parts, total = {}, 0
-  while true do
-    local size, err = M._chunk_size(reader)
-    if not size then return nil, err end
-    if size == 0 then
-      -- trailers, up to the empty line, within the header cap
-      local budget = M.MAX_HEADER_BYTES
-      repeat
-        local t, used = reader:line(budget)
-        if not t then return nil, used == "too large" and "response trailers too large" or used end
-        budget = budget - used
-      until t == ""
-      break
-    end
-    if total + size > max then return nil, too_big(max) end
-    local data, derr = reader:bytes(size)
-    if not data then return nil, derr end
-    total = total + size
-    parts[#parts + 1] = data
-    local crlf, cerr = reader:line(0)
-    if not crlf then return nil, cerr == "too large" and "malformed chunk" or cerr end
-  end
-  return table.concat(parts)
-end
-
--- A body that ends when the connection does.
-local function read_to_close(reader, max)
-  local parts, total = {}, 0
-  while true do
-    local data, err = reader:some(PIECE)
-    if data then
-      total = total + #data
-      if total > max then return nil, too_big(max) end
-      parts[#parts + 1] = data
-    elseif err == "closed" then
-      break
-    else
-      return nil, err
-    end
-  end
-  return table.concat(parts)
-end
 
 local Transport = {}
 Transport.__index = Transport
@@ -440,6 +219,180 @@ function Transport:request(req)
   ngx.update_time()
   res.time = ngx.now() - start
   return res
+end
+
+-- read_all()'s cap: an error answer's body is read for its message; past
+-- this it is a hostile or broken server (the C core's stream has the same).
+local ERROR_BODY_MAX = 64 * 1024
+
+--- stream(req) -> conn, head | nil, err: a GET whose answer is read line by
+-- line as it arrives (the X Activity API stream), chunked or not; the one
+-- cosocket HTTP client serves it too. conn: read_line(timeout) -> line |
+-- nil, err (kind "timeout": still open; "closed" or "network": ended, with
+-- partial_bytes of a cut line), read_all(max_bytes, timeout) -> body [,
+-- "truncated" | "timeout"] (an error answer's body), close().
+function Transport:stream(req)
+  local opts = self.opts
+  local ngx = rawget(_G, "ngx")
+  local refusal = M._refusal("GET", req.url, req.headers)
+  if refusal then
+    return nil, { kind = "argument", connect = true, message = "request refused before sending: " .. refusal }
+  end
+  local scheme, authority, target = req.url:match("^(https?)://([^/?#]+)([^#]*)")
+  if not scheme then return nil, { kind = "argument", message = "unsupported URL" } end
+  local host, port = authority:match("^([^:]+):?(%d*)$")
+  if not host then return nil, { kind = "argument", message = "unsupported URL" } end
+  port = tonumber(port) or (scheme == "https" and 443 or 80)
+  if target == "" then target = "/" end
+  local sock = ngx.socket.tcp()
+  local ct = math.floor((opts.connect_timeout or 5) * 1000)
+  local rt = math.floor((opts.timeout or 10) * 1000)
+  sock:settimeouts(ct, rt, rt)
+  local ok, err = sock:connect(host == "localhost" and "127.0.0.1" or host, port)
+  if not ok then
+    return nil, { kind = tostring(err):find("timeout", 1, true) and "timeout" or "network", connect = true,
+                  message = "connect to " .. host .. ":" .. port .. " failed: " .. tostring(err) }
+  end
+  if scheme == "https" then
+    local s, serr = sock:sslhandshake(nil, host, not opts.insecure)
+    if not s then
+      sock:close()
+      return nil, { kind = "tls", connect = true, message = "TLS handshake with " .. host .. " failed: " .. tostring(serr) }
+    end
+  end
+  local lines = { "GET " .. target .. " HTTP/1.1", "Host: " .. authority }
+  for k, v in pairs(req.headers or {}) do lines[#lines + 1] = k .. ": " .. tostring(v) end
+  lines[#lines + 1] = "Connection: close"
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ""
+  local sent, serr = sock:send(table.concat(lines, "\r\n"))
+  if not sent then
+    sock:close()
+    return nil, { kind = "network", message = "send failed: " .. tostring(serr) }
+  end
+  ngx.update_time()
+  local reader = M._reader(sock, ngx.now() * 1000 + rt)
+  local status, headers = M._read_head(reader)
+  if not status then
+    sock:close()
+    return nil, { kind = tostring(headers):find("timeout", 1, true) and "timeout" or "network",
+                  message = "reading the response head failed: " .. tostring(headers) }
+  end
+  local chunked = (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) ~= nil
+  local remaining = tonumber(headers["content-length"]) -- nil: until close
+  local chunk_left = 0 -- bytes left in the current chunk
+  local after_chunk = false -- the CRLF that ends a chunk is still to read
+  local buf, ended, failure = "", false, nil
+
+  local function end_err()
+    if failure then return failure end
+    return { kind = "closed", message = "the server ended the stream" }
+  end
+
+  local function cut(e)
+    ended, failure = true, { kind = "network", message = "stream cut: " .. tostring(e) }
+    return true
+  end
+
+  -- Read more bytes into buf within ms; false on timeout (still open).
+  -- Bytes that came before a timeout stay in the reader, never lost.
+  local function fill(ms)
+    ngx.update_time()
+    reader.deadline = ngx.now() * 1000 + ms
+    if chunked then
+      if after_chunk then
+        local crlf, e = reader:line(0)
+        if not crlf then
+          if e == "timeout" then return false end
+          return cut(e == "too large" and "malformed chunk" or e)
+        end
+        after_chunk = false
+      end
+      if chunk_left == 0 then
+        local size, e = M._chunk_size(reader)
+        if not size then
+          if e == "timeout" then return false end
+          return cut(e)
+        end
+        if size == 0 then ended = true return true end
+        chunk_left = size
+      end
+      -- a chunk is read in pieces: its announced size may be anything
+      local data, e = reader:some(math.min(chunk_left, 65536))
+      if data then
+        buf = buf .. data
+        chunk_left = chunk_left - #data
+        after_chunk = chunk_left == 0
+        return true
+      end
+      if e == "timeout" then return false end
+      return cut(e)
+    end
+    if remaining == 0 then ended = true return true end
+    local data, e = reader:some(remaining and math.min(remaining, 65536) or 65536)
+    if data then
+      buf = buf .. data
+      if remaining then remaining = remaining - #data end
+      return true
+    end
+    if e == "timeout" then return false end
+    ended = true
+    if remaining then failure = { kind = "network", message = "stream cut: " .. tostring(e) } end
+    return true
+  end
+
+  local conn = {}
+  function conn.read_line(_, timeout)
+    local deadline = ngx.now() + (timeout or 30)
+    while true do
+      local nl = buf:find("\n", 1, true)
+      if nl then
+        local line = buf:sub(1, nl - 1):gsub("\r$", "")
+        buf = buf:sub(nl + 1)
+        return line
+      end
+      if ended then
+        local e = end_err()
+        e.partial_bytes = #buf
+        buf = ""
+        return nil, e
+      end
+      ngx.update_time()
+      local left = deadline - ngx.now()
+      if left <= 0 or not fill(math.max(1, math.floor(left * 1000))) then
+        ngx.update_time()
+        if ngx.now() >= deadline then
+          return nil, { kind = "timeout", message = "no complete line within the timeout; the stream is still open" }
+        end
+      end
+    end
+  end
+  -- The rest of an error answer's body, as the C core's stream:read_all:
+  -- at most max_bytes (default 64 KiB; the rest is dropped unread) within
+  -- timeout seconds (default the transport's timeout) -> body [, "truncated"
+  -- | "timeout"]. A body that never ends cannot hold the caller.
+  function conn.read_all(_, max_bytes, timeout)
+    max_bytes = max_bytes or ERROR_BODY_MAX
+    ngx.update_time()
+    local deadline = ngx.now() + (timeout or rt / 1000)
+    local why
+    while not ended do
+      if #buf >= max_bytes then why = "truncated" break end
+      ngx.update_time()
+      local left = deadline - ngx.now()
+      if left <= 0 then why = "timeout" break end
+      fill(math.max(1, math.floor(left * 1000)))
+    end
+    if #buf > max_bytes then why = "truncated" end
+    local rest = buf:sub(1, max_bytes)
+    buf = ""
+    return rest, why
+  end
+  function conn.close()
+    ended = true
+    sock:close()
+  end
+  return conn, { status = status, headers = headers }
 end
 
 --- A transport with its own options (timeout, connect_timeout, insecure,
