@@ -139,6 +139,21 @@ describe("the house", function()
     assert.are.same({}, bad)
   end)
 
+  it("has both transports implement the written contract (transport/README.md)", function()
+    local curl = require("account_activity.transport.curl").new {}
+    local ngx_t = require("account_activity.transport.ngx").new {}
+    for _, m in ipairs { "request", "perform", "stream", "close" } do
+      assert.is_function(curl[m], "transport.curl lacks " .. m)
+    end
+    for _, m in ipairs { "request", "stream", "close" } do
+      assert.is_function(ngx_t[m], "transport.ngx lacks " .. m)
+    end
+    -- the stream asks the transport: no HTTP client of its own
+    local src = read("lua/account_activity/stream.lua")
+    assert.is_nil(src:find("ngx.socket", 1, true))
+    assert.is_nil(src:find("session:stream", 1, true))
+  end)
+
   it("sees the requires it is meant to see (the spec can fail)", function()
     local function has(m, d)
       for _, x in ipairs(edges[m] or {}) do if x == d then return true end end

@@ -395,6 +395,10 @@ function Transport:stream(req)
   return conn, { status = status, headers = headers }
 end
 
+--- close(): nothing to release: request() hands each connection back to
+-- the worker's pool (setkeepalive), and a stream's conn closes its own.
+function Transport:close() end
+
 --- A transport with its own options (timeout, connect_timeout, insecure,
 -- keepalive_timeout, pool_size, user_agent, max_body).
 function M.new(opts)
