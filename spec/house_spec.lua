@@ -149,7 +149,7 @@ describe("the house", function()
       assert.is_function(ngx_t[m], "transport.ngx lacks " .. m)
     end
     -- the stream asks the transport: no HTTP client of its own
-    local src = read("lua/account_activity/stream.lua")
+    local src = code_of(read("lua/account_activity/stream.lua"))
     assert.is_nil(src:find("ngx.socket", 1, true))
     assert.is_nil(src:find("session:stream", 1, true))
   end)

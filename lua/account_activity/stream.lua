@@ -22,8 +22,8 @@
 -- backfill covering the gap (at most 5 minutes, X's limit; `st.gaps` lists
 -- longer outages) and drops events it already returned (by event_uuid).
 --
--- Transport: libcurl through the C core's pull-mode `session:stream` in
--- plain Lua; cosockets inside OpenResty (content, timer, access phases);
+-- Transport: the client's transport streams (transport/README.md): libcurl
+-- in plain Lua, cosockets inside OpenResty (any phase that may yield);
 -- with a client built on a function transport, that function's whole
 -- response body is read as the stream (handy in tests). `opts.open` may
 -- supply any opener: function(request) -> conn, head | nil, err with
@@ -111,7 +111,7 @@ end
 
 
 -- The client's transport streams (transport/curl.lua: the C core's
--- session:stream; transport/ngx.lua: cosockets). Inside nginx a client
+-- pull-mode stream; transport/ngx.lua: cosockets). Inside nginx a client
 -- built with libcurl still streams over cosockets, so the worker never
 -- blocks; a transport function's whole answer is read as the stream.
 local function default_open(client)
