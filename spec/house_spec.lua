@@ -154,6 +154,12 @@ describe("the house", function()
     assert.is_nil(src:find("session:stream", 1, true))
   end)
 
+  it("has the nginx adapter use the webhook's public surface only", function()
+    local src = code_of(read("lua/account_activity/nginx.lua"))
+    assert.is_nil(src:match("wh[%.:]_[%w_]+"), "nginx.lua reads a webhook private")
+    assert.is_nil(src:match("webhook%._[%w_]+"), "nginx.lua reads a webhook module private")
+  end)
+
   it("sees the requires it is meant to see (the spec can fail)", function()
     local function has(m, d)
       for _, x in ipairs(edges[m] or {}) do if x == d then return true end end

@@ -40,7 +40,7 @@
 local webhook = require "account_activity.webhook"
 
 local ngx = ngx
-local type, pairs, setmetatable, tostring, pcall = type, pairs, setmetatable, tostring, pcall
+local type, pairs, setmetatable, tostring = type, pairs, setmetatable, tostring
 local io_open = io.open
 
 local M = {}
@@ -48,6 +48,8 @@ local M = {}
 -- opts table -> Webhook. Weak keys: dropping the opts table drops the handler
 -- (the Webhook never points back at opts, so LuaJIT can collect it too).
 local cache = setmetatable({}, { __mode = "k" })
+-- serve()'s own state per handler (sink, de-duplication, timer budget)
+local serving = setmetatable({}, { __mode = "k" })
 
 local LEVELS
 local function ngx_log(level, msg)
@@ -83,8 +85,9 @@ local function build(opts)
     end
   end
   local wh = webhook.new(o, "serve")
-  wh._sink, wh._dedupe_dict, wh._dedupe_ttl = sink, dict, opts.dedupe_ttl or 3600
-  wh._max_timers = opts.max_running_timers or 256
+  -- what serve() adds to the handler lives here, not in the webhook object
+  serving[wh] = { sink = sink, dedupe_dict = dict, dedupe_ttl = opts.dedupe_ttl or 3600,
+    max_timers = opts.max_running_timers or 256 }
   cache[opts] = wh
   return wh
 end
@@ -105,7 +108,7 @@ end
 
 local function timer_dispatch(premature, wh, list)
   if premature then
-    wh:_log("warn", "worker exiting: " .. #list .. " event(s) not dispatched")
+    wh:log("warn", "worker exiting: " .. #list .. " event(s) not dispatched")
     return
   end
   wh:dispatch(list)
@@ -131,13 +134,13 @@ end
 -- The request and header tables are reused: a worker runs one serve() at a
 -- time up to wh:process (which never yields), and nothing keeps them after.
 local request = { method = nil, raw_query = nil, query = nil,
-  headers = setmetatable({}, webhook._LOWERCASE_HEADERS), body = nil }
+  headers = setmetatable({}, webhook.LOWERCASE_HEADERS), body = nil }
 
 local function sig_headers(wh)
   local var, h = ngx.var, request.headers
   h["x-twitter-webhooks-signature"] = var.http_x_twitter_webhooks_signature
   h["x-twitter-webhooks-signature-oauth2"] =
-    wh._secret2 and var.http_x_twitter_webhooks_signature_oauth2 or nil
+    wh:checks_oauth2_header() and var.http_x_twitter_webhooks_signature_oauth2 or nil
   return h
 end
 
@@ -152,7 +155,7 @@ local last_sink_log, unlogged = -1, 0
 local function sink_failed(wh, err)
   local now = ngx.now()
   if now - last_sink_log >= 1 then
-    wh:_log("error", "delivery not persisted, answered 503: " .. tostring(err)
+    wh:log("error", "delivery not persisted, answered 503: " .. tostring(err)
       .. (unlogged > 0 and (" (and " .. unlogged .. " more since the last line)") or ""))
     last_sink_log, unlogged = now, 0
   else
@@ -170,12 +173,12 @@ local function serve_sink(wh, body)
   if not wh.insecure then
     local ok, reason = wh:_verify_any(h, body)
     if not ok then
-      wh:_log("warn", "POST refused: " .. reason)
+      wh:log("warn", "POST refused: " .. reason)
       return send(ANSWER_FORGED)
     end
   end
   local sig = signature_of(h) or ("unsigned:" .. ngx.md5(body))
-  local stored, err = wh._sink:store(body, sig, ngx.req.start_time())
+  local stored, err = serving[wh].sink:store(body, sig, ngx.req.start_time())
   if not stored then
     sink_failed(wh, err)
     return send(ANSWER_DOWN)
@@ -187,23 +190,19 @@ end
 local function seen_in_dict(wh)
   local sig = signature_of(request.headers)
   if not sig then return false end
-  local ok, err = wh._dedupe_dict:add(sig, true, wh._dedupe_ttl)
+  local ok, err = serving[wh].dedupe_dict:add(sig, true, serving[wh].dedupe_ttl)
   if ok then return false end
   if err == "exists" then return true end
-  wh:_log("warn", "dedupe_dict: " .. tostring(err) .. "; dispatching without the check")
+  wh:log("warn", "dedupe_dict: " .. tostring(err) .. "; dispatching without the check")
   return false
 end
 
 -- No timer to be had: the events are dispatched here, and nobody is left
 -- guessing (nginx would only log a dropped timer, never run it).
 local function dispatch_inline(wh, list, why)
-  wh:_log("warn", why .. "; dispatching " .. #list .. " event(s) in the request")
-  local on_error = wh._on_error
-  if on_error then
-    for i = 1, #list do
-      local ok, e = pcall(on_error, "async dispatch fell back to the request: " .. why, list[i])
-      if not ok then wh:_log("error", "on_error raised: " .. tostring(e)) end
-    end
+  wh:log("warn", why .. "; dispatching " .. #list .. " event(s) in the request")
+  for i = 1, #list do
+    wh:report("async dispatch fell back to the request: " .. why, list[i], "dispatched in the request")
   end
   wh:dispatch(list)
 end
@@ -220,10 +219,10 @@ function M.serve(opts)
     local err
     body, err = read_body()
     if not body then
-      wh:_log("error", err)
+      wh:log("error", err)
       return ngx.exit(500)
     end
-    if wh._sink then return serve_sink(wh, body) end
+    if serving[wh].sink then return serve_sink(wh, body) end
   end
   -- The handler reads crc_token from raw_query itself (keeping a literal
   -- '+'), so the decoded query table is not needed.
@@ -236,12 +235,12 @@ function M.serve(opts)
   request.body = nil -- no reference to a large body past this request
   send(res)
   if not list then return end
-  if wh._dedupe_dict and seen_in_dict(wh) then return end
+  if serving[wh].dedupe_dict and seen_in_dict(wh) then return end
   ngx.eof()
   if opts.async then
     local timer = ngx.timer
-    if timer.running_count() + timer.pending_count() >= wh._max_timers then
-      return dispatch_inline(wh, list, "max_running_timers (" .. wh._max_timers .. ") timers busy")
+    if timer.running_count() + timer.pending_count() >= serving[wh].max_timers then
+      return dispatch_inline(wh, list, "max_running_timers (" .. serving[wh].max_timers .. ") timers busy")
     end
     local ok, terr = timer.at(0, timer_dispatch, wh, list)
     if ok then return end

@@ -50,7 +50,8 @@ M.crc_token_valid = crc.token_valid
 -- it: the scan is a loop, and a loop on the CRC path keeps LuaJIT from
 -- compiling the request (the trace aborts and the path stays interpreted).
 local LOWERCASE_HEADERS = {}
-M._LOWERCASE_HEADERS = LOWERCASE_HEADERS
+-- public: an adapter marks the headers table it builds with it
+M.LOWERCASE_HEADERS = LOWERCASE_HEADERS
 
 -- Header lookup in any case: exact lowercase (nginx's get_headers() table
 -- answers any case through it), canonical case, then a scan.
@@ -261,21 +262,32 @@ end
 
 --- wh:dispatch(events) -> count. Handler errors go to on_error (or the log);
 -- they never escape.
-function Webhook:_report(err, ev)
+--- wh:report(err, ev[, what]): the one route of every problem with an
+-- event, here and in adapters (nginx.lua): on_error when given (its own
+-- errors logged), else a log line "<what> (type id): err".
+function Webhook:report(err, ev, what)
   local on_error = self._on_error
   if on_error then
     local ok, err2 = pcall(on_error, err, ev)
     if not ok then self:_log("error", "on_error raised: " .. tostring(err2)) end
   else
-    self:_log("error", format("event handler failed (%s %s): %s",
+    self:_log("error", format("%s (%s %s): %s", what or "event handler failed",
       tostring(ev.type), tostring(ev.id), tostring(err)))
   end
 end
+Webhook._report = Webhook.report
+
+--- wh:log(level, msg): the handler's log function (never a secret in msg).
+function Webhook:log(level, msg) return self:_log(level, msg) end
+
+--- wh:checks_oauth2_header() -> true when an OAuth 2.0 client secret is set,
+-- so the adapter must hand over x-twitter-webhooks-signature-oauth2 too.
+function Webhook:checks_oauth2_header() return self._secret2 ~= nil end
 
 function Webhook:dispatch(list)
   local n, errs = self._router:dispatch(list)
   if errs then
-    for i = 1, #errs do self:_report(errs[i].err, errs[i].event) end
+    for i = 1, #errs do self:report(errs[i].err, errs[i].event) end
   end
   return n or 0
 end
@@ -351,7 +363,7 @@ function M.new(opts, fname)
   }, Webhook)
   if own_router then
     -- Report errors as they happen, in event order.
-    router.on_error = function(err, ev) self:_report(err, ev) end
+    router.on_error = function(err, ev) self:report(err, ev) end
   end
   if self.insecure then
     self:_log("warn", "webhook handler created with insecure_skip_verify = true")
