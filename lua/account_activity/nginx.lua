@@ -171,7 +171,7 @@ local ANSWER_FORGED = { status = 401, headers = { ["Content-Type"] = "text/plain
 local function serve_sink(wh, body)
   local h = sig_headers(wh)
   if not wh.insecure then
-    local ok, reason = wh:_verify_any(h, body)
+    local ok, reason = wh:verify(h, body)
     if not ok then
       wh:log("warn", "POST refused: " .. reason)
       return send(ANSWER_FORGED)

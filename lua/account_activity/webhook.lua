@@ -277,6 +277,11 @@ function Webhook:report(err, ev, what)
 end
 Webhook._report = Webhook.report
 
+--- wh:verify(headers, body) -> true | false, reason: the delivery signature
+-- (either header, when an OAuth 2.0 client secret is set), for adapters that
+-- answer before parsing (nginx.lua's sink).
+function Webhook:verify(headers, body) return self:_verify_any(headers, body) end
+
 --- wh:log(level, msg): the handler's log function (never a secret in msg).
 function Webhook:log(level, msg) return self:_log(level, msg) end
 
