@@ -11,6 +11,7 @@ local errors = require "account_activity.errors"
 local runtime = require "account_activity.runtime"
 local pretty = require "account_activity.pretty"
 local batch = require "account_activity.batch"
+local perform = require "account_activity.perform"
 local cjson_safe = require "cjson.safe"
 
 local M = {}
@@ -50,7 +51,7 @@ M.argerror, M.show = argerror, show
 -- for code that took them from the client.
 local check_id, check_user, need_oauth1 = arg_checks.check_id, arg_checks.check_user, arg_checks.need_oauth1
 local check_webhook_url, check_date = arg_checks.check_webhook_url, arg_checks.check_date
-local is_loopback, http_date = arg_checks.is_loopback, arg_checks.http_date
+local is_loopback = arg_checks.is_loopback
 M.check_id, M.check_user, M.need_oauth1 = check_id, check_user, need_oauth1
 M.utc_epoch = arg_checks.utc_epoch
 
@@ -242,28 +243,6 @@ end
 
 local function pe(s) return core().percent_encode(s) end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
-
-local function encode_pairs(t)
-  local out = {}
-  for _, k in ipairs(sorted_keys(t)) do
-    local v = t[k]
-    if type(v) == "table" then
-      for _, item in ipairs(v) do out[#out + 1] = pe(k) .. "=" .. pe(tostring(item)) end
-    else
-      out[#out + 1] = pe(k) .. "=" .. pe(tostring(v))
-    end
-  end
-  return table.concat(out, "&")
-end
-
-local IDEMPOTENT = { GET = true, PUT = true, DELETE = true, HEAD = true, OPTIONS = true }
-
 function Client:_secret_values(extra)
   local s = secrets[self]
   local list = {}
@@ -307,157 +286,12 @@ function Client:_authorize(call, url, headers)
   return require("account_activity.auth").authorize(self, secrets[self], call, url, headers)
 end
 
--- Seconds to wait before the next attempt, from the server's hints.
-local function retry_hint(res, now)
-  local h = res.headers or {}
-  local ra = errors.header_number(h, "retry-after", "max")
-  if not ra and h["retry-after"] then
-    local t = http_date(h["retry-after"])
-    if t then ra = t - now end
-  end
-  if ra then return math.max(ra, 0) end
-  if res.status == 429 then
-    local reset = errors.header_number(h, "x-rate-limit-reset", "max")
-    if reset then return math.max(reset - now + 1, 0) end
-  end
-  return nil
+function Client:_perform(call)
+  return perform.perform(self, secrets[self], call)
 end
 
 function Client:_backoff(n)
-  local d = self.backoff * 2 ^ (n - 1)
-  d = d * (0.5 + math.random() * 0.5)
-  return math.min(d, self.max_wait)
-end
-
-local function looks_json(res)
-  local body = res.body
-  if type(body) ~= "string" or body == "" or body:match("^%s*$") then return false end
-  local ct = (res.headers or {})["content-type"]
-  if ct and ct:find("json", 1, true) then return true end
-  return body:match("^%s*[%[{]") ~= nil
-end
-
---- The engine under every method: sign, send, retry, classify.
--- call = { name, method, path, query, form, json (string), auth, user,
---          success = {status=true}, absent = {status=true}, retries }
-function Client:_perform(call)
-  local url = self.base_url .. call.path
-  if call.query and next(call.query) then
-    url = url .. (call.path:find("?", 1, true) and "&" or "?") .. encode_pairs(call.query)
-  end
-  if call.auth == "oauth2_client" and not secrets[self].client_secret then
-    call.form = call.form or {}
-    call.form.client_id = secrets[self].client_id
-  end
-  local body, content_type
-  if call.json ~= nil then
-    body, content_type = call.json, "application/json"
-  elseif call.form and next(call.form) then
-    body, content_type = encode_pairs(call.form), "application/x-www-form-urlencoded;charset=UTF-8"
-  end
-  local retries = call.retries or self.retries
-  local idempotent = IDEMPOTENT[call.method]
-  local attempts, retried = 0, 0
-  local history = {}
-  local refetched, reskewed, refreshed = false, false, false
-  -- Token-endpoint calls made while a batch runs go out at once instead of
-  -- yielding: they run under a token store lock another task may want.
-  local send = call.direct and self._unbatched_send or self.send
-  local sleep = call.direct and self._unbatched_sleep or self.sleep
-
-  while true do
-    attempts = attempts + 1
-    local headers = { ["User-Agent"] = self.user_agent, ["Accept"] = "application/json" }
-    if content_type then headers["Content-Type"] = content_type end
-    if call.headers then for k, v in pairs(call.headers) do headers[k] = v end end
-    local auth_used, aerr = self:_authorize(call, url, headers)
-    if not auth_used then return self:_fail(aerr, call, attempts, history) end
-    local req = { method = call.method, url = url, headers = headers, body = body,
-                  timeout = call.timeout }
-    local safe_req = { method = call.method, url = url }
-
-    local res, terr = send(req)
-    local err, retryable, wait
-    if res then
-      res.rate_limit = errors.rate_limit(res.headers)
-      local decoded
-      if looks_json(res) then
-        local v, derr = json.decode(res.body)
-        if v == nil and derr then
-          decoded = false
-        else
-          decoded = v
-        end
-      end
-      res.json = decoded or nil
-      local status = res.status
-      local absent = call.absent and call.absent[status]
-      if absent and call.absent_unless and type(res.body) == "string"
-          and res.body:find(call.absent_unless, 1, true) then
-        absent = false
-      end
-      if call.success[status] or absent then
-        res.attempts = attempts
-        res.history = history
-        if decoded == false and not absent then
-          err = errors.make("decode", "invalid JSON in the " .. status .. " response", safe_req,
-            { status = status, rate_limit = res.rate_limit })
-          return self:_fail(err, call, attempts, history)
-        end
-        return res
-      end
-      err = errors.from_response(res, safe_req, decoded or nil)
-      history[#history + 1] = { status = status, code = err.code, kind = err.kind }
-      if status == 401 and auth_used == "oauth2_user" and not refreshed then
-        -- Revoked, expired early, or rotated by another process: refresh
-        -- once (or take the other process's token) and try again.
-        refreshed = true
-        local ok, rerr = require("account_activity.auth").after_401(self, call.user, call.oauth2_sent, call.name)
-        if not ok then
-          rerr.status = rerr.status or status
-          return self:_fail(rerr, call, attempts, history)
-        end
-        retryable, wait = true, 0
-        retried = retried - 1
-      elseif err.code == 89 and auth_used == "app" and not refetched then
-        -- The cached bearer was invalidated elsewhere: fetch a fresh one once.
-        refetched = true
-        secrets[self].bearer = nil
-        secrets[self].bearer_given = false
-        retryable, wait = true, 0
-        retried = retried - 1
-      elseif err.code == 135 and not reskewed and (auth_used == "user" or auth_used == "subscriber")
-          and http_date(res.headers and res.headers["date"]) then
-        -- Our clock is off: sign with the server's time and try once more.
-        reskewed = true
-        self.skew = http_date(res.headers["date"]) - os.time()
-        retryable, wait = true, 0
-        retried = retried - 1
-      elseif idempotent and (status == 429 or status >= 500) then
-        retryable = true
-        wait = retry_hint(res, self.clock())
-        if wait and wait > self.max_wait then
-          err.wait = wait
-          retryable = false
-        end
-        err.retry_after = err.retry_after or wait
-      end
-    else
-      err = errors.from_transport(terr, safe_req)
-      history[#history + 1] = { kind = err.kind, connect = err.connect }
-      -- A POST is retried only when it provably never left this host.
-      retryable = (err.kind == "network" or err.kind == "timeout")
-        and (idempotent or err.connect == true)
-    end
-
-    if not retryable or retried >= retries then
-      return self:_fail(err, call, attempts, history)
-    end
-    retried = retried + 1
-    if wait == nil then wait = self:_backoff(retried) end
-    history[#history].wait = wait
-    if wait > 0 then sleep(wait) end
-  end
+  return perform.backoff(self, n)
 end
 
 function Client:_bearer_for_call(call)
