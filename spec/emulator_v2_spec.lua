@@ -201,3 +201,171 @@ describe("emulator oauth2", function()
     assert.equal(170, nogrant.json.errors[1].code)
   end)
 end)
+
+-- The X Activity API against x-openapi-2.167.json and X's docs (issue 12, item 4).
+describe("emulator XAA fidelity", function()
+  local endpoints = require "account_activity.endpoints"
+  local cjson = require "cjson.safe"
+  local emu, c, cfg, rcv
+  local SUBS = "/2/activity/subscriptions"
+
+  setup(function()
+    emu = H.start {}
+    c = H.client(emu)
+    cfg = emu.config
+    rcv = H.receiver(cfg.app.consumer_secret)
+  end)
+  teardown(function()
+    if rcv then rcv:stop() end
+    if emu then emu:stop() end
+  end)
+  before_each(function()
+    assert(emu:reset())
+    rcv:clear()
+  end)
+  after_each(function() assert(c:control("POST", "/_emulator/config", { xaa = { payload_shape = "docs" } })) end)
+
+  local function user_token(u) return { header = "Bearer " .. u.oauth2.access_token } end
+  local function create(body, auth) return c:call("POST", SUBS, { json = body, auth = auth }) end
+  local function invalid(res, where)
+    assert.equal(400, res.status, res.body)
+    assert.equal("https://api.x.com/2/problems/invalid-request", res.json.type)
+    assert.truthy(res.json.errors[1].message:find(where, 1, true), res.body)
+  end
+
+  it("refuses filter keys other than user_id, keyword and direction", function()
+    local uid = cfg.users[1].user_id
+    invalid(create { event_type = "post.create", filter = { user_id = uid, qualifiers = { "a" } } }, "$.filter.qualifiers")
+    invalid(create { event_type = "post.create", filter = { user_id = uid, lang = "en" } }, "$.filter.lang")
+    assert.equal(200, create({ event_type = "like.create", filter = { user_id = uid, direction = "inbound" } },
+      user_token(cfg.users[1])).status)
+  end)
+
+  it("takes exactly the spec's event types; oauth.revoke cannot be subscribed", function()
+    local u = cfg.users[1]
+    for _, et in ipairs(endpoints.xaa.event_types) do
+      local filter = et == "news.new" and { keyword = "lua" } or { user_id = u.user_id }
+      if et == "chat.conversation_join" then filter = { user_id = cfg.users[2].user_id } end
+      local who = et == "chat.conversation_join" and cfg.users[2] or u
+      local res = create({ event_type = et, filter = filter }, user_token(who))
+      assert.equal(200, res.status, et .. ": " .. res.body)
+      -- the deprecated alias answers under its canonical name
+      local want = et == "chat.conversation_join" and "chat.conversation.join" or et
+      assert.equal(want, res.json.data.subscription.event_type)
+    end
+    invalid(create { event_type = "oauth.revoke", filter = {} }, "$.event_type")
+    invalid(create { event_type = "oauth.revoke", filter = { user_id = u.user_id } }, "$.event_type")
+    invalid(create { event_type = "post.edit", filter = { user_id = u.user_id } }, "$.event_type")
+  end)
+
+  it("takes a keyword filter alone for public events, and needs a user_id for private ones", function()
+    local res = create { event_type = "post.create", filter = { keyword = "emulated" }, webhook_id = nil }
+    assert.equal(200, res.status, res.body)
+    assert.same({ keyword = "emulated" }, res.json.data.subscription.filter)
+    invalid(create { event_type = "post.create", filter = {} }, "$.filter")
+    invalid(create({ event_type = "dm.received", filter = { keyword = "hi" } }, user_token(cfg.users[1])),
+      "$.filter.user_id")
+    local hit = c:control("POST", "/_emulator/xaa/deliver", { event_type = "post.create",
+      user_id = cfg.users[2].user_id, text = "an Emulated post" })
+    assert.equal(1, hit.matched)
+    local miss = c:control("POST", "/_emulator/xaa/deliver", { event_type = "post.create",
+      user_id = cfg.users[2].user_id, text = "something else" })
+    assert.equal(0, miss.matched)
+  end)
+
+  local function delivered(et, user, o)
+    o = o or {}
+    rcv:clear()
+    local wh = c:call("POST", "/2/webhooks", { json = { url = rcv:hook("ok") } }).json.data
+    assert(wh and wh.id)
+    local res = create({ event_type = et, filter = { user_id = user.user_id }, webhook_id = wh.id }, user_token(user))
+    assert.equal(200, res.status, res.body)
+    local r = c:control("POST", "/_emulator/xaa/deliver", { event_type = et, user_id = user.user_id,
+      direction = o.direction, wait = true })
+    assert.equal(1, r.delivered, cjson.encode(r))
+    local got = rcv:received()
+    c:call("DELETE", SUBS .. "/" .. res.json.data.subscription.subscription_id)
+    c:call("DELETE", "/2/webhooks/" .. wh.id)
+    return cjson.decode(got[#got].body).data
+  end
+
+  it("sends payloads as the docs' samples show them by default, as the spec's schemas with payload_shape = spec",
+    function()
+    local u = cfg.users[1]
+    local like = delivered("like.create", u, { direction = "inbound" })
+    assert.is_string(like.payload.liked_tweet_author_id)
+    assert.is_nil(like.payload.tweet_author_id)
+    assert.matches("^%d+$", like.payload.timestamp_ms)
+    assert.is_table(like.includes.tweets)
+    assert.is_nil(like.includes.posts)
+    local follow = delivered("follow.follow", u)
+    assert.is_table(follow.payload.source.data)
+    assert.is_string(follow.payload.source.data.id)
+
+    assert(c:control("POST", "/_emulator/config", { xaa = { payload_shape = "spec" } }))
+    like = delivered("like.create", u, { direction = "inbound" })
+    assert.is_string(like.payload.tweet_author_id)
+    assert.is_nil(like.payload.liked_tweet_author_id)
+    assert.equal("number", type(like.payload.timestamp_ms))
+    assert.is_table(like.includes.posts)
+    assert.is_nil(like.includes.tweets)
+    follow = delivered("follow.follow", u)
+    assert.is_nil(follow.payload.source.data)
+    assert.is_string(follow.payload.source.id)
+    local news = delivered("post.create", u)
+    assert.is_table(news.includes.posts)
+  end)
+
+  it("shapes ids like X's snowflakes and types problems on api.x.com", function()
+    local uid = cfg.users[1].user_id
+    local a = create { event_type = "post.create", filter = { user_id = uid } }.json.data.subscription.subscription_id
+    H.sleep(0.01)
+    local b = create { event_type = "post.delete", filter = { user_id = uid } }.json.data.subscription.subscription_id
+    local wh = c:call("POST", "/2/webhooks", { json = { url = rcv:hook("ok") } }).json.data.id
+    for _, id in ipairs { a, b, wh } do assert.matches("^[1-9]%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d$", id) end
+    assert.is_true(b > a, a .. " < " .. b)
+    create { event_type = "post.create", filter = { keyword = "x" }, webhook_id = wh }
+    c:control("POST", "/_emulator/xaa/deliver", { event_type = "post.create", user_id = uid, text = "x", wait = true })
+    local ev = cjson.decode(rcv:received()[1].body).data
+    assert.matches("^[1-9]%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d$", ev.event_uuid)
+    assert.matches("^https://api%.x%.com/2/problems/", c:call("PUT", SUBS .. "/123", { json = { tag = "t" } }).json.type)
+  end)
+
+  it("keeps max_results within 1..1000 and streams keep-alives every 20 s by default", function()
+    assert.equal(400, c:call("GET", SUBS, { query = { max_results = 0 } }).status)
+    assert.equal(400, c:call("GET", SUBS, { query = { max_results = 1001 } }).status)
+    assert.equal(200, c:call("GET", SUBS, { query = { max_results = 1000 } }).status)
+    assert.equal(20000, c:control("GET", "/_emulator/xaa/state").knobs.keepalive_ms)
+  end)
+
+  it("tells receivers of a revocation like X: AAA user_event, XAA oauth.revoke unasked", function()
+    local u = cfg.users[1]
+    local v1 = H.register(c, rcv)
+    assert.equal(204, c:call("POST", "/1.1/account_activity/webhooks/" .. v1.id .. "/subscriptions/all.json",
+      { auth = u }).status)
+    local wh = c:call("POST", "/2/webhooks", { json = { url = rcv:hook("ok", "?xaa") } }).json.data.id
+    assert.equal(200, create({ event_type = "dm.received", filter = { user_id = u.user_id }, webhook_id = wh },
+      user_token(u)).status)
+    assert.equal(200, create { event_type = "post.create", filter = { user_id = u.user_id }, webhook_id = wh }.status)
+    rcv:clear()
+    local r, status = c:control("POST", "/_emulator/oauth2/deauthorize", { user_id = u.user_id })
+    assert.equal(200, status, cjson.encode(r))
+    local got, revoke, user_event = rcv:received()
+    for _, g in ipairs(got) do
+      local b = cjson.decode(g.body)
+      if b.data and b.data.event_type == "oauth.revoke" then revoke = b.data end
+      if b.user_event then user_event = b.user_event end
+    end
+    assert.truthy(revoke, cjson.encode(got))
+    assert.same({}, revoke.filter)
+    assert.equal(u.user_id, revoke.payload.user_id)
+    assert.equal(emu.settings.app.app_id, revoke.payload.app_id)
+    assert.equal(u.user_id, user_event.revoke.source.user_id)
+    -- the AAA subscription and the private XAA one are gone, the public one stays
+    assert.same({}, c:control("GET", "/_emulator/state").webhooks[1].subscriptions)
+    local left = c:control("GET", "/_emulator/xaa/state").subscriptions
+    assert.equal(1, #left)
+    assert.equal("post.create", left[1].event_type)
+    assert.equal(401, c:call("GET", "/2/users/me", { auth = user_token(u) }).status)
+  end)
+end)

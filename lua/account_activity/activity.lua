@@ -129,7 +129,7 @@ local function complete(sub, sent)
   return sub
 end
 
-local FILTER_OK = { user_id = true, keyword = true, direction = true, qualifiers = true }
+local FILTER_OK = XAA.filter_keys
 
 --- client:activity_subscribe{ event_type, filter, tag, webhook_id, user, auth }
 -- -> subscription, response | nil, err (a duplicate: err.kind == "conflict").
@@ -137,6 +137,11 @@ function M.activity_subscribe(self, opts)
   local fname = "activity_subscribe"
   if type(opts) ~= "table" then argerror(fname, "opts", "table expected, got " .. type(opts), 2) end
   local event_type = check_text(fname, "event_type", opts.event_type, nil, 2)
+  -- other names stay open (X adds types); this one X sends unasked
+  if event_type == "oauth.revoke" then
+    argerror(fname, "event_type", "oauth.revoke is not in X's event_type enum: it cannot be subscribed"
+      .. " (X sends it to the app's streams and webhooks unasked)", 2)
+  end
   local user
   if opts.user ~= nil then user = check_user(fname, "user", opts.user, 2) end
   local filter = {}
@@ -146,16 +151,13 @@ function M.activity_subscribe(self, opts)
     end
     for k, v in pairs(opts.filter) do
       if not FILTER_OK[k] then
-        argerror(fname, "filter." .. tostring(k), "unknown filter key (user_id, keyword, direction, qualifiers)", 2)
+        argerror(fname, "filter." .. tostring(k), "unknown filter key (user_id, keyword, direction)", 2)
       end
       filter[k] = v
     end
     if filter.user_id ~= nil then filter.user_id = check_id(fname, "filter.user_id", filter.user_id, 2) end
     if filter.keyword ~= nil then check_text(fname, "filter.keyword", filter.keyword, XAA.keyword_max, 2) end
     if filter.direction ~= nil then check_text(fname, "filter.direction", filter.direction, nil, 2) end
-    if filter.qualifiers ~= nil and type(filter.qualifiers) ~= "table" then
-      argerror(fname, "filter.qualifiers", "table expected", 2)
-    end
   end
   if filter.user_id == nil and user and user.user_id and opts.filter == nil then
     filter.user_id = user.user_id
@@ -394,7 +396,7 @@ end
 
 local function plain_user_filter(s, user_id)
   local f = s.filter or {}
-  return f.user_id == user_id and f.keyword == nil and f.direction == nil and f.qualifiers == nil
+  return f.user_id == user_id and f.keyword == nil and f.direction == nil
 end
 
 --- client:mirror_user(webhook_id, user, opts) -> report, response

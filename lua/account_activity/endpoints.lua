@@ -486,6 +486,23 @@ M.xaa = {
     backoff_min = 1, backoff_max = 64, jitter = 0.25,
   },
   filter_keys = { user_id = "id", keyword = "string", direction = "direction" },
+  -- the event_type enum of x-openapi-2.167.json, exactly (oauth.revoke is not
+  -- in it: X sends it unasked); the alias answers under its canonical name
+  event_types = {
+    "profile.update.bio", "profile.update.profile_picture", "profile.update.banner_picture",
+    "profile.update.screenname", "profile.update.geo", "profile.update.url",
+    "profile.update.verified_badge", "profile.update.affiliate_badge", "profile.update.handle", "news.new",
+    "follow.follow", "follow.unfollow", "spaces.start", "spaces.end",
+    "broadcast.start", "broadcast.end", "broadcast.chat",
+    "chat.received", "chat.sent", "chat.conversation.join", "chat.conversation_join",
+    "chat.conversation.member_added", "chat.conversation.member_removed",
+    "chat.conversation.admin_added", "chat.conversation.admin_removed",
+    "chat.update.group_name", "chat.update.restrictions",
+    "dm.sent", "dm.received", "dm.indicate_typing", "dm.read",
+    "post.create", "post.delete", "post.mention.create", "post.reply.create", "post.quote.create",
+    "post.repost.create", "like.create", "mute.mute", "mute.unmute", "block.block", "block.unblock",
+  },
+  event_type_aliases = { ["chat.conversation_join"] = "chat.conversation.join" },
   directions = { inbound = true, outbound = true },
   keyword_max = 150, tag_max = 200,
 }

@@ -441,6 +441,41 @@ function M.control_expire(body)
   return 200, { expired = n }
 end
 
+--- POST /_emulator/oauth2/deauthorize { user_id }: the user revokes the app
+-- in their settings. Their tokens stop working; AAA sends `user_event`
+-- (revoke) to the webhooks they are subscribed to and drops those
+-- subscriptions; XAA sends `oauth.revoke` (empty filter, no subscription
+-- needed) to every stream and to the webhooks of the app's XAA
+-- subscriptions, then forgets the user's private-event subscriptions.
+function M.control_deauthorize(body)
+  local cfg = state.config()
+  local user = find_user(cfg, body.user_id)
+  if not user then return 400, { error = "unknown user_id " .. tostring(body.user_id) } end
+  local uid, n = user.user_id, 0
+  for _, prefix in ipairs { "o2:at:", "o2:rt:" } do
+    for _, key in ipairs(state.keys_with_prefix(prefix)) do
+      local rec = state.get_json(key)
+      if rec and rec.user_id == uid and d():add("o2:gone:" .. key:sub(#prefix + 1), "deauthorized") then n = n + 1 end
+    end
+  end
+  local seed = config.oauth2_seed(user)
+  for _, t in ipairs { seed.access_token, seed.refresh_token } do
+    if d():add("o2:gone:" .. t, "deauthorized") then n = n + 1 end
+  end
+  state.touch()
+  local delivery = require "account_activity.emulator.delivery"
+  local aaa = { delivered = 0, unsubscribed = 0 }
+  local plan = delivery.plan({ user_id = uid, type = "user_event" }, cfg)
+  if plan then
+    for _, r in ipairs(delivery.run(plan, cfg)) do if r.ok then aaa.delivered = aaa.delivered + 1 end end
+    aaa.unsubscribed = #plan.targets
+  end
+  local xaa = require "account_activity.emulator.xaa"
+  local _, sent = xaa.control_deliver { event_type = "oauth.revoke", user_id = uid, wait = true }
+  sent.subscriptions_removed = xaa.remove_private_of(uid)
+  return 200, { tokens_revoked = n, aaa = aaa, xaa = sent }
+end
+
 local function counts(prefix)
   local out = {}
   for _, key in ipairs(state.keys_with_prefix(prefix)) do
@@ -490,6 +525,7 @@ M.ROUTE_SCOPES = {
 M.CONTROL = {
   ["POST oauth2/consent"] = M.control_consent,
   ["POST oauth2/expire"] = M.control_expire,
+  ["POST oauth2/deauthorize"] = M.control_deauthorize,
   ["GET oauth2/state"] = function() return M.control_state() end,
 }
 

@@ -14,8 +14,13 @@
 --   limit = 1500                  subscriptions per app (self-serve)
 --   list_page = 100               default max_results
 --   connections = 2               concurrent streams
---   keepalive_ms = 1000           blank line interval on idle streams (X: ~20 s)
+--   keepalive_ms = 20000          blank line interval on idle streams (X: about 20 s)
 --   stream_max_s = 600            an emulator stream ends after this long
+--   payload_shape = "docs"        event payloads as event-payloads.mdx's samples show
+--                                 them ("docs": includes.tweets, liked_tweet_author_id,
+--                                 timestamp_ms a string, source = {data = user}) or as the
+--                                 spec's schemas declare them ("spec": includes.posts,
+--                                 tweet_author_id, timestamp_ms an integer, source = user)
 local ngx = ngx -- a local: the stream handler sets ngx.status and headers
 local util = require "account_activity.emulator.util"
 local state = require "account_activity.emulator.state"
@@ -28,7 +33,7 @@ local PROBLEM = respond.PROBLEM
 local DEFAULTS = {
   shape = "data.subscription", delete_shape = "data", duplicate_status = 400,
   unclassified_auth = "any", limit = 1500, list_page = 100, connections = 2,
-  keepalive_ms = 1000, stream_max_s = 600,
+  keepalive_ms = 20000, stream_max_s = 600, payload_shape = "docs",
 }
 
 local function knobs(cfg)
@@ -36,23 +41,15 @@ local function knobs(cfg)
 end
 M.knobs = knobs
 
--- Spec 2.168's 42 event types plus oauth.revoke (documented, in no enum).
+-- The event_type enum of x-openapi-2.167.json's CreateActivitySubscriptionRequest,
+-- exactly. oauth.revoke (event-payloads.mdx) is in no enum: it cannot be
+-- subscribed; X sends it to the app unasked (M.revoke_user).
+local XAA_SPEC = require("account_activity.endpoints").xaa
 local TYPES = {}
-for _, t in ipairs {
-  "profile.update.bio", "profile.update.profile_picture", "profile.update.banner_picture",
-  "profile.update.screenname", "profile.update.handle", "profile.update.geo", "profile.update.url",
-  "profile.update.verified_badge", "profile.update.affiliate_badge", "news.new",
-  "follow.follow", "follow.unfollow", "spaces.start", "spaces.end",
-  "chat.received", "chat.sent", "chat.conversation_join", "chat.conversation.join",
-  "chat.conversation.member_added", "chat.conversation.member_removed",
-  "chat.conversation.admin_added", "chat.conversation.admin_removed",
-  "chat.update.group_name", "chat.update.restrictions",
-  "dm.sent", "dm.received", "dm.indicate_typing", "dm.read",
-  "post.create", "post.delete", "post.mention.create", "post.reply.create", "post.quote.create",
-  "post.repost.create", "like.create", "mute.mute", "mute.unmute", "block.block", "block.unblock",
-  "broadcast.start", "broadcast.end", "broadcast.chat", "oauth.revoke",
-} do TYPES[t] = true end
+for _, t in ipairs(XAA_SPEC.event_types) do TYPES[t] = true end
 M.TYPES = TYPES
+-- "responses always use the canonical name" (the spec)
+local ALIASES = XAA_SPEC.event_type_aliases
 
 local function starts(s, p) return s:sub(1, #p) == p end
 
@@ -147,7 +144,8 @@ end
 -- ---------------------------------------------------------------- handlers
 
 local CREATE_KEYS = { event_type = true, filter = true, tag = true, webhook_id = true }
-local FILTER_KEYS = { user_id = true, keyword = true, direction = true, qualifiers = true }
+-- CreateActivitySubscriptionFilter: these three, additionalProperties false
+local FILTER_KEYS = XAA_SPEC.filter_keys
 
 function M.create(req)
   local k = knobs(req.cfg)
@@ -176,8 +174,14 @@ function M.create(req)
   if f.direction ~= nil and f.direction ~= "inbound" and f.direction ~= "outbound" then
     return invalid("$.filter.direction: does not have a value in the enumeration [inbound, outbound]")
   end
+  et = ALIASES[et] or et
   if et == "news.new" and f.keyword == nil then return invalid("$.filter.keyword: news.new needs a keyword") end
-  if et ~= "news.new" and et ~= "oauth.revoke" and f.user_id == nil then
+  -- user_id is optional in the spec's filter (a keyword alone filters public
+  -- events); private events are the consenting user's, so they name that user
+  if f.user_id == nil and f.keyword == nil then
+    return invalid("$.filter: needs a user_id or a keyword")
+  end
+  if f.user_id == nil and privacy(et) == "private" then
     return invalid("$.filter.user_id: is missing but it is required for " .. et)
   end
   if (starts(et, "mute.") or starts(et, "block.")) and f.direction ~= nil then
@@ -218,7 +222,7 @@ function M.create(req)
     end
   end
 
-  local filter = { user_id = f.user_id, keyword = f.keyword, direction = f.direction, qualifiers = f.qualifiers }
+  local filter = { user_id = f.user_id, keyword = f.keyword, direction = f.direction }
   local id = state.new_id("xaa")
   local key = "xaa:key:" .. filter_key(et, filter)
   if not d():add(key, id) then
@@ -311,6 +315,19 @@ local function remove(rec)
   state.touch()
 end
 
+--- Forget the user's subscriptions to private events (their consent is
+-- gone). Returns how many.
+function M.remove_private_of(user_id)
+  local n = 0
+  for _, rec in ipairs(M.subscriptions()) do
+    if rec.filter and rec.filter.user_id == user_id and privacy(rec.event_type) == "private" then
+      remove(rec)
+      n = n + 1
+    end
+  end
+  return n
+end
+
 function M.delete(req)
   local k = knobs(req.cfg)
   local rec = find(req.captures[1])
@@ -345,11 +362,7 @@ end
 
 -- ---------------------------------------------------------------- payloads (X-API.md 5.2)
 
-local counter = 0
-local function snowflake(t)
-  counter = (counter + 1) % 10000
-  return string.format("%013.0f%06d", t * 1000 - 1288834974657, (ngx.worker.pid() % 100) * 10000 + counter)
-end
+local snowflake = state.snowflake
 
 local function hex(n)
   local out = {}
@@ -594,17 +607,45 @@ local function record_line(line, t)
 end
 
 local function matches(rec, spec)
-  if rec.event_type ~= spec.event_type then return false end
+  if rec.event_type ~= (ALIASES[spec.event_type] or spec.event_type) then return false end
   local f = rec.filter or {}
   if spec.user_id ~= nil and f.user_id ~= nil and f.user_id ~= tostring(spec.user_id) then return false end
-  if f.user_id ~= nil and spec.user_id == nil and rec.event_type ~= "oauth.revoke" then return false end
+  if f.user_id ~= nil and spec.user_id == nil then return false end
   if f.direction ~= nil and spec.direction ~= nil and f.direction ~= spec.direction then return false end
-  if f.keyword ~= nil and spec.keyword ~= nil and not tostring(spec.keyword):lower():find(f.keyword:lower(), 1, true) then
-    return false
+  if f.keyword ~= nil then
+    -- the keyword of a news item, or a word of the post's text
+    local hay = spec.keyword or spec.text
+    if hay == nil or not tostring(hay):lower():find(f.keyword:lower(), 1, true) then return false end
   end
-  if f.keyword ~= nil and spec.keyword == nil then return false end
   return true
 end
+
+--- Payloads as the spec's schemas declare them (payload_shape = "spec"):
+-- includes.posts, tweet_author_id, an integer timestamp_ms, users not
+-- wrapped in {data = ...}, news' headline.
+local function unwrap(v)
+  if type(v) == "table" and type(v.data) == "table" and next(v, next(v)) == nil then return v.data end
+  return v
+end
+local function spec_shape(et, payload, includes)
+  if type(payload) == "table" then
+    payload = util.deep_copy(payload)
+    for _, k in ipairs { "source", "target", "user", "author" } do payload[k] = unwrap(payload[k]) end
+    if et == "like.create" then
+      payload.tweet_author_id, payload.liked_tweet_author_id = payload.liked_tweet_author_id, nil
+      payload.timestamp_ms = tonumber(payload.timestamp_ms)
+    elseif et == "news.new" then
+      payload = { category = payload.category, headline = payload.name, hook = payload.hook, summary = payload.summary }
+    end
+  end
+  if type(includes) == "table" then
+    includes = util.deep_copy(includes)
+    if includes.tweets then includes.posts, includes.tweets = includes.tweets, nil end
+    for i, u in ipairs(includes.users or {}) do includes.users[i] = unwrap(u) end
+  end
+  return payload, includes
+end
+M.spec_shape = spec_shape
 
 --- Control: deliver events of one type for one user to every subscription
 -- that matches (its webhook, signed, and every open stream).
@@ -623,9 +664,23 @@ function M.control_deliver(body)
   end
   user = user or cfg.app.owner
   local subs = {}
-  for _, rec in ipairs(M.subscriptions()) do
-    if matches(rec, body) then subs[#subs + 1] = rec end
+  if et == "oauth.revoke" then
+    -- not subscribable: X sends it to the app, every stream once and every
+    -- webhook its XAA subscriptions deliver to
+    local seen = {}
+    for _, rec in ipairs(M.subscriptions()) do
+      if rec.webhook_id and not seen[rec.webhook_id] then
+        seen[rec.webhook_id] = true
+        subs[#subs + 1] = { event_type = et, filter = {}, webhook_id = rec.webhook_id, no_stream = #subs > 0 }
+      end
+    end
+    if #subs == 0 then subs[1] = { event_type = et, filter = {} } end
+  else
+    for _, rec in ipairs(M.subscriptions()) do
+      if matches(rec, body) then subs[#subs + 1] = rec end
+    end
   end
+  local spec_payloads = knobs(cfg).payload_shape == "spec"
   local count = math.max(1, math.min(tonumber(body.count) or 1, 10000))
   ngx.update_time()
   local t = ngx.now()
@@ -637,6 +692,7 @@ function M.control_deliver(body)
       if payload == nil then
         payload, includes = M.payload(et, cfg, user, t, { index = i, text = body.text, direction = body.direction,
           keyword = body.keyword })
+        if spec_payloads then payload, includes = spec_shape(et, payload, includes) end
       end
       local filter = util.deep_copy(rec.filter or {})
       if et == "like.create" and body.direction and not filter.direction then filter.direction = body.direction end
@@ -644,8 +700,10 @@ function M.control_deliver(body)
         payload = payload, includes = includes }
       if et == "oauth.revoke" then data.filter, data.tag = {}, nil end
       local line = util.encode { data = data }
-      streamed = streamed + push_line(line)
-      record_line(line, t)
+      if not rec.no_stream then
+        streamed = streamed + push_line(line)
+        record_line(line, t)
+      end
       local wh = rec.webhook_id and state.webhook(rec.webhook_id)
       if wh then
         state.record_event { t = t, webhook_id = wh.id, user_id = user.user_id, body = line }
@@ -698,7 +756,7 @@ function M.control_state()
   for i, rec in ipairs(M.subscriptions()) do subs[i] = sub_object(rec) end
   local ids = open_streams()
   return 200, { subscriptions = util.array(subs), streams = #ids, stream_ids = util.array(ids),
-    connections = d():get("xaa:streams") or 0 }
+    connections = d():get("xaa:streams") or 0, knobs = knobs(state.config()) }
 end
 
 -- ISO-8601 UTC -> epoch, or nil.
