@@ -204,6 +204,78 @@ function M.http_date(s)
 end
 
 
+local USERS_SHAPE = "an array of user tables {user_id, access_token, access_token_secret}"
+
+--- user_problem(u) -> why one user entry cannot be used, or nil. An entry must say who it is
+-- (user_id, or a token with X's numeric prefix) and nothing may be of the
+-- wrong type: a mistyped file must stop a job before anything is sent,
+-- never read as "nobody", which a sync would answer by removing everyone.
+function M.user_problem(u)
+  if type(u) ~= "table" then return "expected a user table, got " .. type(u) end
+  local id = u.user_id
+  if type(id) == "number" then
+    if id ~= math.floor(id) or id < 0 or id >= 2 ^ 53 then
+      return "user_id " .. tostring(id) .. " is not an exact integer; write ids as strings"
+    end
+  elseif id ~= nil and (type(id) ~= "string" or not id:match("^%d+$") or #id > 20) then
+    return "user_id must be a string of digits, got " .. (type(id) == "string" and string.format("%q", id) or type(id))
+  end
+  for _, k in ipairs { "access_token", "access_token_secret" } do
+    local v = u[k]
+    if v ~= nil and (type(v) ~= "string" or v == "" or v:find("[%c ]")) then
+      return k .. " must be a non-empty string without spaces or control characters"
+    end
+  end
+  if (u.access_token == nil) ~= (u.access_token_secret == nil) then
+    return "access_token and access_token_secret go together"
+  end
+  local o2 = u.oauth2
+  if o2 ~= nil and o2 ~= true and type(o2) ~= "table" then
+    return "oauth2 must be a token table or true, got " .. type(o2)
+  end
+  if M.user_id_of(u) == nil then
+    local keys = {}
+    for k in pairs(u) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    return "no user_id (and no access token that names one); keys found: "
+      .. (#keys > 0 and table.concat(keys, ", ") or "none")
+  end
+  return nil
+end
+
+--- check_users(fname, argname, users) -> users; raises naming the first bad entry.
+-- Also what the CLI runs over a --users file, so both word it the same.
+function M.check_users(fname, argname, users, level)
+  level = (level or 1) + 2
+  local function bad(msg) error(string.format("bad argument '%s' to '%s' (%s)", argname, fname, msg), level) end
+  if type(users) ~= "table" then bad("expected " .. USERS_SHAPE .. ", got " .. type(users)) end
+  local n = #users
+  for k in pairs(users) do
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+      bad("expected " .. USERS_SHAPE .. ", got a table with key " .. string.format("%q", tostring(k)))
+    end
+  end
+  for i = 1, n do
+    local why = M.user_problem(users[i])
+    if why then
+      argname = argname .. "[" .. i .. "]"
+      bad(why)
+    end
+  end
+  return users
+end
+
+--- The user id of a user table: user_id, else the numeric prefix X puts on
+-- access tokens ("12345-abc..."). nil when neither is there.
+function M.user_id_of(u)
+  if type(u) ~= "table" then return nil end
+  local id = u.user_id
+  if type(id) == "number" then id = string.format("%.0f", id) end
+  if type(id) == "string" and id:match("^%d+$") then return id end
+  if type(u.access_token) == "string" then return u.access_token:match("^(%d+)%-") end
+  return nil
+end
+
 --- Is `v` a client? Client classes (and the view a batch task gets of a
 -- client) register here, so modules low in the house can ask without
 -- requiring the client.
