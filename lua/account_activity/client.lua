@@ -490,38 +490,6 @@ local METHOD_OK = { GET = true, POST = true, PUT = true, DELETE = true, PATCH = 
 local AUTH_OK = { user = true, app = true, subscriber = true, user_or_app = true, basic = true, none = true }
 
 --- Any endpoint, signed: request(method, path, opts) -> response, response | nil, err.
--- The auth endpoints.lua gives a known path of this flavour ({id}s match
--- any segment), so request() on an app-only path sends the app bearer
--- even when owner tokens are set.
-local known_auth_cache = {}
-local function known_auth(api, method, path)
-  path = path:gsub("[?#].*$", "")
-  local rows = known_auth_cache[api]
-  if not rows then
-    rows = {}
-    local function add(spec)
-      if type(spec) ~= "table" then return end
-      if spec.dispatch then add(spec.user) add(spec.id) return end
-      if type(spec.method) == "string" and type(spec.path) == "string" and type(spec.auth) == "string" then
-        local pat = spec.path:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("{[%w_]+}", "[^/]+")
-        rows[#rows + 1] = { spec.method, "^" .. pat .. "$", spec.auth }
-      end
-    end
-    for _, spec in pairs(endpoints[api] or {}) do add(spec) end
-    if api == "v2" then for _, spec in pairs(endpoints.xaa) do add(spec) end end
-    known_auth_cache[api] = rows
-  end
-  local found
-  for _, r in ipairs(rows) do
-    if r[1] == method and path:match(r[2]) then
-      if found and found ~= r[3] then return nil end -- the path alone does not decide
-      found = r[3]
-    end
-  end
-  if found == "app" or found == "basic" then return found end
-  return nil
-end
-
 function Client:request(method, path, opts)
   if type(method) ~= "string" or not METHOD_OK[method:upper()] then
     argerror("request", "method", "expected an HTTP method, got " .. show(method), 2)
@@ -534,7 +502,7 @@ function Client:request(method, path, opts)
   if type(opts) ~= "table" then argerror("request", "opts", "table expected", 2) end
   local user
   if opts.user ~= nil then user = check_user("request", "opts.user", opts.user, 2) end
-  local auth = opts.auth or (user and "subscriber") or known_auth(self.api, method, path) or "user_or_app"
+  local auth = opts.auth or (user and "subscriber") or endpoints.auth_for(self.api, method, path) or "user_or_app"
   if auth == "user" and user then auth = "subscriber" end
   if not AUTH_OK[auth] then argerror("request", "opts.auth", "unknown auth " .. show(auth), 2) end
   if auth == "subscriber" and not user then

@@ -659,4 +659,38 @@ M.decoders.activity_bulk_deleted = function(json)
   return { data = data, errors = errs, total = json.meta and json.meta.total_subscriptions }
 end
 
+--- auth_for(api, method, path) -> "app" | "basic" | nil: the auth this table
+-- gives a known path of this flavour ({id}s match
+-- any segment), so request() on an app-only path sends the app bearer
+-- even when owner tokens are set.
+local known_auth_cache = {}
+function M.auth_for(api, method, path)
+  path = path:gsub("[?#].*$", "")
+  local rows = known_auth_cache[api]
+  if not rows then
+    rows = {}
+    local function add(spec)
+      if type(spec) ~= "table" then return end
+      if spec.dispatch then add(spec.user) add(spec.id) return end
+      if type(spec.method) == "string" and type(spec.path) == "string" and type(spec.auth) == "string" then
+        local pat = spec.path:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("{[%w_]+}", "[^/]+")
+        rows[#rows + 1] = { spec.method, "^" .. pat .. "$", spec.auth }
+      end
+    end
+    for _, spec in pairs(M[api] or {}) do add(spec) end
+    if api == "v2" then for _, spec in pairs(M.xaa) do add(spec) end end
+    known_auth_cache[api] = rows
+  end
+  local found
+  for _, r in ipairs(rows) do
+    if r[1] == method and path:match(r[2]) then
+      if found and found ~= r[3] then return nil end -- the path alone does not decide
+      found = r[3]
+    end
+  end
+  if found == "app" or found == "basic" then return found end
+  return nil
+end
+
+
 return M
