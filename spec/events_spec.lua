@@ -291,6 +291,20 @@ describe("events.parse (XAA envelope)", function()
     assert.are.equal("inbound", list[2].filter.direction)
   end)
 
+  it("the posts of includes under either name, as the docs (tweets) or the spec (posts) send them", function()
+    local docs = events.parse('{"data":{"event_uuid":"1","event_type":"like.create","filter":{"user_id":"7"},'
+      .. '"payload":{"liked_tweet_id":"5","liked_tweet_author_id":"7"},"includes":{"tweets":[{"id":"5"}]}}}')
+    local spec = events.parse('{"data":{"event_uuid":"2","event_type":"like.create","filter":{"user_id":"7"},'
+      .. '"payload":{"liked_tweet_id":"5","tweet_author_id":"7"},"includes":{"posts":[{"id":"5"}]}}}')
+    for _, list in ipairs { docs, spec } do
+      assert.are.equal("5", list[1].includes.tweets[1].id)
+      assert.are.equal("5", list[1].includes.posts[1].id)
+      assert.are.equal("7", list[1].for_user_id)
+    end
+    -- the raw envelope is left as X sent it
+    assert.is_nil(spec[1].envelope.data.includes.tweets)
+  end)
+
   it("oauth.revoke with an empty filter, and a missing event_uuid", function()
     local ev = one([[{"data":{"event_uuid":"55","event_type":"oauth.revoke","filter":{},
       "payload":{"date_time":"2026-01-01T00:00:00+00:00","user_id":"3","app_id":"4"}}}]])

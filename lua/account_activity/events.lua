@@ -244,6 +244,18 @@ local function parse_aaa(body, out)
   return out
 end
 
+-- X's docs and its spec name the posts of `includes` differently (tweets,
+-- posts): a handler finds them under either name, whichever X sent.
+local function both_names(includes)
+  if type(includes) ~= "table" then return includes end
+  local t, p = includes.tweets, includes.posts
+  if (t == nil) == (p == nil) then return includes end
+  local copy = {}
+  for k, v in pairs(includes) do copy[k] = v end
+  copy.tweets, copy.posts = t or p, p or t
+  return copy
+end
+
 local function xaa_event(out, body, data)
   if type(data) ~= "table" then return end
   local typ = data.event_type
@@ -254,7 +266,7 @@ local function xaa_event(out, body, data)
   local id = id_string(data.event_uuid) or hash_id(payload, typ, for_user_id)
   local ev = setmetatable({
     type = typ, for_user_id = for_user_id, item = payload, envelope = body,
-    id = id, api = "xaa", tag = data.tag, includes = data.includes, filter = filter,
+    id = id, api = "xaa", tag = data.tag, includes = both_names(data.includes), filter = filter,
   }, EVENT_MT)
   if type(payload) == "table" and type(payload.users) == "table" then
     ev.users = payload.users -- dm.*: the id -> {data = User} map
