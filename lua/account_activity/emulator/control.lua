@@ -183,9 +183,9 @@ H["GET health"] = function()
   return send(200, { ok = true, pid = ngx.worker.pid() })
 end
 
--- X Activity API: deliver events, end streams, inspect (xaa.lua); OAuth 2.0
--- consent, expiry and counts (oauth2.lua)
-for _, mod in ipairs { "xaa", "oauth2" } do
+-- X Activity API: deliver events, end streams, inspect (xaa_stream.lua);
+-- OAuth 2.0 consent, expiry and counts (oauth2.lua)
+for _, mod in ipairs { "xaa_stream", "oauth2" } do
   for name, fn in pairs(require("account_activity.emulator." .. mod).CONTROL) do
     H[name] = function(body) return send(fn(body)) end
   end

@@ -470,9 +470,9 @@ function M.control_deauthorize(body)
     for _, r in ipairs(delivery.run(plan, cfg)) do if r.ok then aaa.delivered = aaa.delivered + 1 end end
     aaa.unsubscribed = #plan.targets
   end
-  local xaa = require "account_activity.emulator.xaa"
-  local _, sent = xaa.control_deliver { event_type = "oauth.revoke", user_id = uid, wait = true }
-  sent.subscriptions_removed = xaa.remove_private_of(uid)
+  local _, sent = require("account_activity.emulator.xaa_stream").control_deliver {
+    event_type = "oauth.revoke", user_id = uid, wait = true }
+  sent.subscriptions_removed = require("account_activity.emulator.xaa").remove_private_of(uid)
   return 200, { tokens_revoked = n, aaa = aaa, xaa = sent }
 end
 

@@ -62,9 +62,10 @@ local R = {
   { "POST", "^/oauth2/invalidate_token$", "oauth2.invalidate", "oauth2", { "basic", "user_app" }, oauth2.invalidate },
 }
 
--- X Activity API (subscriptions, stream): rows kept in xaa.lua; OAuth 2.0
--- user context (consent page, token, revoke, users/me) in oauth2.lua
+-- X Activity API: subscriptions in xaa.lua, the stream in xaa_stream.lua;
+-- OAuth 2.0 user context (consent page, token, revoke, users/me) in oauth2.lua
 for _, r in ipairs(xaa.ROUTES) do R[#R + 1] = r end
+for _, r in ipairs(require("account_activity.emulator.xaa_stream").ROUTES) do R[#R + 1] = r end
 for _, r in ipairs(oauth2_user.ROUTES) do R[#R + 1] = r end
 
 local M = {}
