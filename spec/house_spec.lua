@@ -79,12 +79,9 @@ local function circles(edges)
   return out
 end
 
--- The circles still standing, to be taken out (issue 15): the emulator's
--- control plane answers through the router. A new circle fails this spec;
--- so does one that is gone but still listed here.
-local KNOWN = {
-  ["account_activity.emulator.control <-> account_activity.emulator.router"] = true,
-}
+-- Circles allowed: none. (Kept as a table so the spec can name one that
+-- is gone but still listed, should one ever have to be tolerated again.)
+local KNOWN = {}
 
 local HIGH = { "account_activity", "account_activity.client", "account_activity.workflows",
   "account_activity.activity", "account_activity.stream", "account_activity.cli" }

@@ -1,5 +1,6 @@
 --- The control plane under /_emulator/ (JSON in, JSON out; loopback only).
 local util = require "account_activity.emulator.util"
+local respond = require "account_activity.emulator.respond"
 local state = require "account_activity.emulator.state"
 local config = require "account_activity.emulator.config"
 local faults = require "account_activity.emulator.faults"
@@ -11,7 +12,7 @@ local events = require "account_activity.emulator.events"
 local M = {}
 
 local function send(status, body)
-  return require("account_activity.emulator.router").send(status, body)
+  return respond.send(status, body)
 end
 
 local function bad(msg, status)

@@ -1,6 +1,27 @@
 --- Response bodies in X's shapes: v1.1 `{"errors":[{"code","message"}]}` and
 -- v2 Problem objects whose errors[].message starts with the reason.
+local util = require "account_activity.emulator.util"
+
 local M = {}
+
+--- send(status, body, headers): write an answer and end the request (body: a
+-- table is JSON-encoded).
+function M.send(status, body, headers)
+  ngx.status = status
+  for k, v in pairs(headers or {}) do ngx.header[k] = v end
+  if body ~= nil and status ~= 204 then
+    if type(body) == "table" then body = util.encode(body) end
+    if not (headers and (headers["Content-Type"] or headers["content-type"])) then
+      ngx.header["Content-Type"] = "application/json;charset=utf-8"
+    end
+    ngx.header["Content-Length"] = #body
+    ngx.print(body)
+  else
+    ngx.header["Content-Length"] = 0
+  end
+  return ngx.exit(status)
+end
+
 
 function M.v1(status, code, message, extra)
   local e = { code = code, message = message }

@@ -11,21 +11,8 @@ local oauth2 = require "account_activity.emulator.oauth2"
 
 local M = {}
 
-local function send(status, body, headers)
-  ngx.status = status
-  for k, v in pairs(headers or {}) do ngx.header[k] = v end
-  if body ~= nil and status ~= 204 then
-    if type(body) == "table" then body = util.encode(body) end
-    if not (headers and (headers["Content-Type"] or headers["content-type"])) then
-      ngx.header["Content-Type"] = "application/json;charset=utf-8"
-    end
-    ngx.header["Content-Length"] = #body
-    ngx.print(body)
-  else
-    ngx.header["Content-Length"] = 0
-  end
-  return ngx.exit(status)
-end
+-- Answers are written by respond.send (the control plane writes through it too).
+local send = respond.send
 M.send = send
 
 local function default_fault_body(status)
