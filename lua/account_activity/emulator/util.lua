@@ -152,22 +152,15 @@ function M.ms_string(t)
   return string.format("%.0f", math.floor(t * 1000))
 end
 
--- UTC "yyyymmddhhmm" -> epoch seconds, or nil.
-local function days_from_civil(y, m, d)
-  y = (m <= 2) and (y - 1) or y
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
+-- UTC "yyyymmddhhmm" -> epoch seconds, or nil (the library's date
+-- arithmetic: one copy of days-from-civil).
+local utc_epoch = require("account_activity.args").utc_epoch
 function M.parse_yyyymmddhhmm(s)
   if type(s) ~= "string" or not s:match("^%d%d%d%d%d%d%d%d%d%d%d%d$") then return nil end
   local y, mo, d, h, mi = tonumber(s:sub(1, 4)), tonumber(s:sub(5, 6)), tonumber(s:sub(7, 8)),
     tonumber(s:sub(9, 10)), tonumber(s:sub(11, 12))
   if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 then return nil end
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60
+  return utc_epoch(y, mo, d, h, mi)
 end
 function M.format_yyyymmddhhmm(t)
   return os.date("!%Y%m%d%H%M", math.floor(t))
