@@ -220,6 +220,24 @@ end
 -- opts.workers (default 1), opts.prefix (default: a new temporary folder),
 -- opts.main: extra main-context directives (e.g. `env FOO;`).
 -- Returns a Server with .pid, .port, .ports, .prefix, .url, or nil, err.
+--- server_block{ port, directives = {...}, locations = { {match, directives = {...}}, ... } }
+-- -> the text of one loopback server {} for opts.http: the only place that
+-- writes nginx configuration (a location's match is "/x", "= /x", ...).
+function M.server_block(o)
+  local out = { "server {", "  listen 127.0.0.1:" .. assert(tonumber(o.port), "server_block: port") .. ";" }
+  for _, d in ipairs(o.directives or {}) do out[#out + 1] = "  " .. d end
+  for _, loc in ipairs(o.locations or {}) do
+    out[#out + 1] = "  location " .. loc.match .. " {"
+    for _, d in ipairs(loc.directives or {}) do out[#out + 1] = "    " .. d end
+    out[#out + 1] = "  }"
+  end
+  out[#out + 1] = "}"
+  return table.concat(out, "\n")
+end
+
+--- lua_string(s) -> s as a Lua string literal, for code written into a config.
+function M.lua_string(s) return string.format("%q", tostring(s)) end
+
 function M.start(opts)
   assert(type(opts) == "table" and type(opts.http) == "function",
     "nginx_process.start: opts.http must be a function(ports, server) -> string")

@@ -58,21 +58,16 @@ function M.start_receiver(port)
     http = function(ports, srv)
       srv.callback_file = srv.prefix .. "/callback"
       local file = srv.callback_file
-      return table.concat({
-        "server {",
-        "  listen 127.0.0.1:" .. (port or ports[1]) .. ";",
-        "  location = /callback {",
-        "    default_type text/html;",
-        "    content_by_lua_block {",
-        "      local f = io.open(" .. lit(file) .. ", 'wb')",
-        "      if f then f:write(ngx.var.args or '') f:close() end",
-        "      local ok = ngx.var.arg_error == nil",
-        "      ngx.say(ok and '<p>Authorized. You can close this window.</p>'",
-        "        or '<p>Not authorized. You can close this window.</p>')",
-        "    }",
-        "  }",
-        "}",
-      }, "\n")
+      return nginx_process.server_block { port = port or ports[1],
+        locations = { { match = "= /callback", directives = {
+          "default_type text/html;",
+          "content_by_lua_block {",
+          "  local f = io.open(" .. lit(file) .. ", 'wb')",
+          "  if f then f:write(ngx.var.args or '') f:close() end",
+          "  local ok = ngx.var.arg_error == nil",
+          "  ngx.say(ok and '<p>Authorized. You can close this window.</p>'",
+          "    or '<p>Not authorized. You can close this window.</p>')",
+          "}" } } } }
     end,
   }
   if not server then return nil, err end

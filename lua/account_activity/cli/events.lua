@@ -85,14 +85,10 @@ function E.start_endpoint(opts)
           "    end,",
           "  }",
           "}",
-          "server {",
-          "  listen 127.0.0.1:" .. (opts.port or ports[1]) .. ";",
-          "  client_max_body_size 4m;",
-          -- a prefix location: PATH/anything is a second URL on the same endpoint
-          "  location " .. path .. " {",
-          "    content_by_lua_block { require('account_activity.nginx').serve(package.loaded.aa_cli_endpoint) }",
-          "  }",
-          "}",
+          nginx_process.server_block { port = opts.port or ports[1], directives = { "client_max_body_size 4m;" },
+            -- a prefix location: PATH/anything is a second URL on the same endpoint
+            locations = { { match = path, directives = {
+              "content_by_lua_block { require('account_activity.nginx').serve(package.loaded.aa_cli_endpoint) }" } } } },
         }, "\n")
       end,
     }

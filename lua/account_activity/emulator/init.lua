@@ -41,16 +41,11 @@ function M.nginx_http(port, opts)
       :format(q(opts.config_path), q(opts.state_dir or "")),
     'init_worker_by_lua_block { require("account_activity.emulator.server").init_worker() }',
     'exit_worker_by_lua_block { require("account_activity.emulator.server").exit_worker() }',
-    "server {",
-    "  listen 127.0.0.1:" .. port .. ";",
-    "  client_body_buffer_size 1m;",
-    "  client_max_body_size 16m;",
-    "  keepalive_requests 100000;",
-    "  location / {",
-    '    content_by_lua_block { require("account_activity.emulator.router").handle() }',
-    '    log_by_lua_block { require("account_activity.emulator.router").log() }',
-    "  }",
-    "}",
+    nginx_process.server_block { port = port,
+      directives = { "client_body_buffer_size 1m;", "client_max_body_size 16m;", "keepalive_requests 100000;" },
+      locations = { { match = "/", directives = {
+        'content_by_lua_block { require("account_activity.emulator.router").handle() }',
+        'log_by_lua_block { require("account_activity.emulator.router").log() }' } } } },
   }, "\n")
 end
 
