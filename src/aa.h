@@ -14,7 +14,7 @@ void aa_open_json(lua_State *L);
 void aa_open_redis(lua_State *L);
 
 /* A userdata class: methods as __index, gc/close/tostring, __name and a
- * protected __metatable (defined in session.c). */
+ * protected __metatable (core.c). */
 void aa_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
                   lua_CFunction close, lua_CFunction tostring);
 void aa_open_proc(lua_State *L);
@@ -42,6 +42,9 @@ size_t aa_pct_encode(char *dst, const char *src, size_t n);
 /* Decodes %XX (and '+' as space when plus_is_space); invalid escapes are kept
  * literally. dst must hold n bytes. Returns the decoded length. */
 size_t aa_pct_decode(char *dst, const char *src, size_t n, int plus_is_space);
+
+/* Monotonic seconds (core.c): the clock of every deadline in the core. */
+double aa_mono(void);
 
 /* The value of a hex digit (either case), or -1. */
 int aa_hexval(unsigned char c);

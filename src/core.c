@@ -67,11 +67,16 @@ static int l_sleep(lua_State *L) {
     return 0;
 }
 
-/* Monotonic seconds, for rates and ETAs. */
-static int l_now(lua_State *L) {
+/* Monotonic seconds: every deadline of the core (streams, waits, locks). */
+double aa_mono(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Monotonic seconds, for rates and ETAs. */
+static int l_now(lua_State *L) {
+    lua_pushnumber(L, (lua_Number)aa_mono());
     return 1;
 }
 
@@ -93,20 +98,13 @@ static int l_time(lua_State *L) {
 
 typedef struct { int fd; } aa_lock;
 
-static void mono(struct timespec *ts) { clock_gettime(CLOCK_MONOTONIC, ts); }
-
-static double since(const struct timespec *t0) {
-    struct timespec t;
-    mono(&t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /* core.flock(path, timeout) -> lock | nil, err: an exclusive lock on path
  * (created 0600 when absent), waiting at most timeout seconds. */
 static int l_flock(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     lua_Number timeout = luaL_optnumber(L, 2, 10);
-    struct timespec t0, pause = {0, 10 * 1000 * 1000};
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    double deadline;
     aa_lock *lk;
     int fd;
     luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "must be between 0 and 86400 seconds");
@@ -121,7 +119,7 @@ static int l_flock(lua_State *L) {
         return 2;
     }
     lk->fd = fd;
-    mono(&t0);
+    deadline = aa_mono() + (double)timeout;
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK && errno != EINTR) {
             int e = errno;
@@ -131,7 +129,7 @@ static int l_flock(lua_State *L) {
             lua_pushfstring(L, "cannot lock %s: %s", path, strerror(e));
             return 2;
         }
-        if (since(&t0) >= timeout) {
+        if (aa_mono() >= deadline) {
             close(fd);
             lk->fd = -1;
             lua_pushnil(L);
@@ -201,6 +199,31 @@ fail:
     return 2;
 }
 
+/* One metatable per class: methods in __index (so metamethods are not
+ * callable as methods), close doubling as __gc and __close, and a protected
+ * __metatable so Lua code cannot swap the finalizer. */
+void aa_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring) {
+    if (aa_newmetatable(L, name)) {
+        lua_newtable(L);
+        aa_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}
+
+static const luaL_Reg lock_methods[] = {
+    {"unlock", l_unlock},
+    {NULL, NULL}};
+
 static const luaL_Reg funcs[] = {
     {"version", l_version},
     {"sleep", l_sleep},
@@ -211,17 +234,7 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL}};
 
 AA_EXPORT int luaopen_account_activity_core(lua_State *L) {
-    if (aa_newmetatable(L, AA_LOCK_MT)) {
-        lua_pushcfunction(L, l_unlock);
-        lua_setfield(L, -2, "__gc");
-        lua_newtable(L);
-        lua_pushcfunction(L, l_unlock);
-        lua_setfield(L, -2, "unlock");
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_lock_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
+    aa_new_class(L, AA_LOCK_MT, lock_methods, l_unlock, l_unlock, l_lock_tostring);
     aa_newlib(L, funcs);
     aa_open_crypto(L);
     aa_open_oauth1(L);

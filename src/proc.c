@@ -171,12 +171,6 @@ static pid_t check_pid(lua_State *L, int arg, const char *fname, int groups_ok) 
     return pid;
 }
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Everything from fd `from` up, except `keep`; after fork, so only system
  * calls (close_range where the kernel has it). */
 static void close_fds_from(int from, int keep) {
@@ -382,7 +376,7 @@ static int l_wait(lua_State *L) {
     double deadline;
     long step_ns = 1000000L;
     luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "must be between 0 and 86400 seconds");
-    deadline = mono_now() + (double)timeout;
+    deadline = aa_mono() + (double)timeout;
     for (;;) {
         int status;
         double left;
@@ -402,7 +396,7 @@ static int l_wait(lua_State *L) {
             lua_pushliteral(L, "signal");
             return 2;
         }
-        left = deadline - mono_now();
+        left = deadline - aa_mono();
         if (left <= 0) {
             lua_pushboolean(L, 0);
             lua_pushliteral(L, "timeout");

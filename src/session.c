@@ -607,27 +607,6 @@ static const luaL_Reg funcs[] = {
     {"session", l_session_new},
     {NULL, NULL}};
 
-/* One metatable per class: methods in __index (so metamethods are not
- * callable as methods), close doubling as __gc and __close, and a protected
- * __metatable so Lua code cannot swap the finalizer. */
-void aa_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
-                  lua_CFunction close, lua_CFunction tostring) {
-    if (aa_newmetatable(L, name)) {
-        lua_newtable(L);
-        aa_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushstring(L, name);
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
-}
-
 void aa_open_http(lua_State *L) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     aa_new_class(L, SESSION_MT, session_methods, l_session_gc, l_session_close, l_session_tostring);

@@ -75,12 +75,6 @@ static void stream_pump(stream *st, int wait_ms) {
     if (!st->done && wait_ms > 0) curl_multi_poll(st->multi, NULL, 0, wait_ms, NULL);
 }
 
-static double mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
 static stream *check_stream(lua_State *L) {
     stream *st = (stream *)luaL_checkudata(L, 1, STREAM_MT);
     if (st->closed) luaL_argerror(L, 1, "the stream is closed");
@@ -120,9 +114,9 @@ int http_stream_open(lua_State *L) {
         return luaL_error(L, "libcurl could not start a stream");
     }
     st->timeout_ms = s->timeout_ms;
-    deadline = mono_ms() + (double)s->timeout_ms;
+    deadline = (aa_mono() * 1000.0) + (double)s->timeout_ms;
     while (!st->headers_done && !st->done) {
-        double left = deadline - mono_ms();
+        double left = deadline - (aa_mono() * 1000.0);
         if (left <= 0) {
             stream_release(st);
             lua_pushnil(L);
@@ -168,7 +162,7 @@ static int l_stream_read_line(lua_State *L) {
     lua_Number timeout = luaL_optnumber(L, 2, 30);
     double deadline;
     luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "must be between 0 and 86400 seconds");
-    deadline = mono_ms() + timeout * 1000.0;
+    deadline = (aa_mono() * 1000.0) + timeout * 1000.0;
     for (;;) {
         char *start = st->t.body.data ? st->t.body.data + st->consumed : NULL;
         size_t avail = st->t.body.len - st->consumed;
@@ -194,7 +188,7 @@ static int l_stream_read_line(lua_State *L) {
             return 2;
         }
         {
-            double left = deadline - mono_ms();
+            double left = deadline - (aa_mono() * 1000.0);
             if (left <= 0) {
                 lua_pushnil(L);
                 lua_pushliteral(L, "no complete line within the timeout; the stream is still open");
@@ -223,7 +217,7 @@ static int l_stream_read_all(lua_State *L) {
     luaL_argcheck(L, max >= 0 && max <= (lua_Number)(STREAM_HIGH_WATER / 2), 2, "must be from 0 to 2 MiB");
     luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 3, "must be between 0 and 86400 seconds");
     cap = (size_t)max;
-    deadline = mono_ms() + timeout * 1000.0;
+    deadline = (aa_mono() * 1000.0) + timeout * 1000.0;
     for (;;) {
         double left;
         if (st->t.body.len - st->consumed >= cap && (!st->done || st->t.body.len - st->consumed > cap)) {
@@ -232,7 +226,7 @@ static int l_stream_read_all(lua_State *L) {
             break;
         }
         if (st->done) break;
-        left = deadline - mono_ms();
+        left = deadline - (aa_mono() * 1000.0);
         if (left <= 0) {
             cut = "timeout";
             break;
