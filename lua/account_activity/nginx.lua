@@ -168,7 +168,7 @@ local ANSWER_DOWN = { status = 503, headers = { ["Content-Type"] = "text/plain" 
 local ANSWER_FORGED = { status = 401, headers = { ["Content-Type"] = "text/plain" }, body = "invalid signature\n" }
 
 -- read body -> verify -> de-duplicate + persist (one round trip) -> answer.
-local function serve_sink(wh, body)
+local function serve_sink(wh, st, body)
   local h = sig_headers(wh)
   if not wh.insecure then
     local ok, reason = wh:verify(h, body)
@@ -178,7 +178,7 @@ local function serve_sink(wh, body)
     end
   end
   local sig = signature_of(h) or ("unsigned:" .. ngx.md5(body))
-  local stored, err = serving[wh].sink:store(body, sig, ngx.req.start_time())
+  local stored, err = st.sink:store(body, sig, ngx.req.start_time())
   if not stored then
     sink_failed(wh, err)
     return send(ANSWER_DOWN)
@@ -187,10 +187,10 @@ local function serve_sink(wh, body)
 end
 
 -- true when another worker (or this one) took this delivery already.
-local function seen_in_dict(wh)
+local function seen_in_dict(wh, st)
   local sig = signature_of(request.headers)
   if not sig then return false end
-  local ok, err = serving[wh].dedupe_dict:add(sig, true, serving[wh].dedupe_ttl)
+  local ok, err = st.dedupe_dict:add(sig, true, st.dedupe_ttl)
   if ok then return false end
   if err == "exists" then return true end
   wh:log("warn", "dedupe_dict: " .. tostring(err) .. "; dispatching without the check")
@@ -202,7 +202,7 @@ end
 local function dispatch_inline(wh, list, why)
   wh:log("warn", why .. "; dispatching " .. #list .. " event(s) in the request")
   for i = 1, #list do
-    wh:report("async dispatch fell back to the request: " .. why, list[i], "dispatched in the request")
+    wh:report("async dispatch fell back to the request: " .. why, list[i], false)
   end
   wh:dispatch(list)
 end
@@ -213,6 +213,7 @@ local EMPTY = setmetatable({}, { __newindex = function() error("read-only table"
 -- opts = webhook.handler's options + async = true|false (see above).
 function M.serve(opts)
   local wh = cache[opts] or build(opts)
+  local st = serving[wh]
   local method = ngx.req.get_method()
   local body
   if method == "POST" then
@@ -222,7 +223,7 @@ function M.serve(opts)
       wh:log("error", err)
       return ngx.exit(500)
     end
-    if serving[wh].sink then return serve_sink(wh, body) end
+    if st.sink then return serve_sink(wh, st, body) end
   end
   -- The handler reads crc_token from raw_query itself (keeping a literal
   -- '+'), so the decoded query table is not needed.
@@ -235,12 +236,12 @@ function M.serve(opts)
   request.body = nil -- no reference to a large body past this request
   send(res)
   if not list then return end
-  if serving[wh].dedupe_dict and seen_in_dict(wh) then return end
+  if st.dedupe_dict and seen_in_dict(wh, st) then return end
   ngx.eof()
   if opts.async then
     local timer = ngx.timer
-    if timer.running_count() + timer.pending_count() >= serving[wh].max_timers then
-      return dispatch_inline(wh, list, "max_running_timers (" .. serving[wh].max_timers .. ") timers busy")
+    if timer.running_count() + timer.pending_count() >= st.max_timers then
+      return dispatch_inline(wh, list, "max_running_timers (" .. st.max_timers .. ") timers busy")
     end
     local ok, terr = timer.at(0, timer_dispatch, wh, list)
     if ok then return end

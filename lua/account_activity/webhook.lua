@@ -264,13 +264,14 @@ end
 -- they never escape.
 --- wh:report(err, ev[, what]): the one route of every problem with an
 -- event, here and in adapters (nginx.lua): on_error when given (its own
--- errors logged), else a log line "<what> (type id): err".
+-- errors logged), else a log line "<what> (type id): err" (none when what
+-- is false: the caller has logged the problem once for all its events).
 function Webhook:report(err, ev, what)
   local on_error = self._on_error
   if on_error then
     local ok, err2 = pcall(on_error, err, ev)
     if not ok then self:_log("error", "on_error raised: " .. tostring(err2)) end
-  else
+  elseif what ~= false then
     self:_log("error", format("%s (%s %s): %s", what or "event handler failed",
       tostring(ev.type), tostring(ev.id), tostring(err)))
   end
