@@ -18,13 +18,9 @@ M.TOKEN_PATH, M.REVOKE_PATH = "/2/oauth2/token", "/2/oauth2/revoke"
 -- Refresh this long before expiry, so a token never expires in flight.
 M.REFRESH_MARGIN = 60
 
-local core_mod
-local function core()
-  if not core_mod then core_mod = require "account_activity.core" end
-  return core_mod
-end
+local core = require "account_activity.core"
 
-local function pe(s) return core().percent_encode(s) end
+local pe = core.percent_encode
 
 ---------------------------------------------------------------------------
 -- The token endpoint (RFC 6749 grants; the client secret, when there is
@@ -231,7 +227,7 @@ function M.authorize(self, s, call, url, headers)
     -- public one names itself in the body.
     if s.client_secret then
       headers["Authorization"] = "Basic "
-        .. core().base64_encode(pe(s.client_id) .. ":" .. pe(s.client_secret))
+        .. core.base64_encode(pe(s.client_id) .. ":" .. pe(s.client_secret))
     end
   elseif auth == "app" then
     local token, err = self:_bearer_for_call(call)
@@ -249,14 +245,14 @@ function M.authorize(self, s, call, url, headers)
     end
     local ts
     if self.skew then ts = tostring(math.floor(os.time() + self.skew)) end
-    headers["Authorization"] = core().oauth1_header {
+    headers["Authorization"] = core.oauth1_header {
       method = call.method, url = url, params = call.form,
       consumer_key = s.consumer_key, consumer_secret = s.consumer_secret,
       token = token, token_secret = token_secret, timestamp = ts,
     }
   elseif auth == "basic" then
     headers["Authorization"] = "Basic "
-      .. core().base64_encode(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
+      .. core.base64_encode(pe(s.consumer_key) .. ":" .. pe(s.consumer_secret))
   elseif auth ~= "none" then
     error("unknown auth " .. tostring(auth), 0)
   end

@@ -19,17 +19,10 @@ local M = {}
 local json = cjson_safe.new()
 if json.encode_escape_forward_slash then json.encode_escape_forward_slash(false) end
 
-local core_mod
-local function core()
-  if not core_mod then core_mod = require "account_activity.core" end
-  return core_mod
-end
+local core = require "account_activity.core"
 
 -- The version lives in one place (src/aa.h); the core reports it.
-local function version()
-  local ok, c = pcall(core)
-  return ok and type(c) == "table" and c._VERSION or "0"
-end
+local function version() return core._VERSION end
 
 -- Credentials live here, keyed by client, so that `pairs(client)`, an
 -- inspector or a careless log line in a REPL never meets a secret.
@@ -241,7 +234,7 @@ end
 -- Requests
 ---------------------------------------------------------------------------
 
-local function pe(s) return core().percent_encode(s) end
+local pe = core.percent_encode
 
 function Client:_secret_values(extra)
   local s = secrets[self]

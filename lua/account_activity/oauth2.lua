@@ -16,11 +16,7 @@ local auth = require "account_activity.auth"
 
 local M = {}
 
-local core_mod
-local function core()
-  if not core_mod then core_mod = require "account_activity.core" end
-  return core_mod
-end
+local core = require "account_activity.core"
 
 -- blames the caller of the function that raises
 local function argerror(fname, argname, msg) args.argerror(fname, argname, msg, 3) end
@@ -41,19 +37,19 @@ local function authorize_base(base_url, override)
   return base_url .. "/i/oauth2/authorize"
 end
 
-local function pe(s) return core().percent_encode(s) end
+local pe = core.percent_encode
 
 local function random_b64url(n)
-  local bytes, err = core().random_bytes(n)
+  local bytes, err = core.random_bytes(n)
   if not bytes then return nil, errors.make("argument", err, nil) end
-  return core().base64url_encode(bytes)
+  return core.base64url_encode(bytes)
 end
 
 --- A PKCE pair: verifier (32 random bytes, base64url: 43 characters) and its S256 challenge.
 local function pkce()
   local verifier, err = random_b64url(32)
   if not verifier then return nil, err end
-  return verifier, core().base64url_encode(core().sha256(verifier))
+  return verifier, core.base64url_encode(core.sha256(verifier))
 end
 
 -- A login holds the verifier: printing it shows neither.
@@ -116,7 +112,7 @@ local function query_params(url)
   local out = {}
   for pair in q:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    out[core().percent_decode(k, true)] = core().percent_decode(v, true)
+    out[core.percent_decode(k, true)] = core.percent_decode(v, true)
   end
   return out
 end
@@ -164,7 +160,7 @@ function M.oauth2_exchange(self, login, code)
       e.kind = auth.OAUTH_ERROR_KIND[q.error] or "auth"
       return nil, e
     end
-    if type(login.state) ~= "string" or type(q.state) ~= "string" or not core().equal(q.state, login.state) then
+    if type(login.state) ~= "string" or type(q.state) ~= "string" or not core.equal(q.state, login.state) then
       return nil, auth_error(fname, "the callback's state does not match the login's (a forged or stale redirect)")
     end
     if type(q.code) ~= "string" or q.code == "" then

@@ -15,13 +15,9 @@ local M = {}
 
 local json = cjson_safe.new()
 
-local core_mod
-local function core()
-  if not core_mod then core_mod = require "account_activity.core" end
-  return core_mod
-end
+local core = require "account_activity.core"
 
-local function pe(s) return core().percent_encode(s) end
+local pe = core.percent_encode
 
 local function sorted_keys(t)
   local keys = {}

@@ -10,11 +10,7 @@ local YIELDABLE_PHASES = {
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
 }
 
-local core_mod
-local function core()
-  if not core_mod then core_mod = require "account_activity.core" end
-  return core_mod
-end
+local core = require "account_activity.core"
 
 local function ngx_table()
   local ngx = rawget(_G, "ngx")
@@ -34,20 +30,14 @@ end
 function M.sleep(seconds)
   if seconds <= 0 then return end
   if M.cosocket_phase() then return rawget(_G, "ngx").sleep(seconds) end
-  local ok, c = pcall(core)
-  if ok and type(c.sleep) == "function" then return c.sleep(seconds) end
-  local has_socket, socket = pcall(require, "socket")
-  if has_socket and type(socket) == "table" and socket.sleep then return socket.sleep(seconds) end
-  os.execute(string.format("sleep %.3f", seconds))
+  return core.sleep(seconds)
 end
 
 --- Epoch seconds (rate-limit resets and dates are epoch times).
 function M.clock()
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" and type(ngx.now) == "function" then return ngx.now() end
-  local ok, c = pcall(core)
-  if ok and type(c.time) == "function" then return c.time() end
-  return os.time()
+  return core.time()
 end
 
 --- Seconds on a clock that never jumps and is never cached, for deadlines.
@@ -59,7 +49,7 @@ function M.monotonic()
     ngx.update_time()
     return ngx.now()
   end
-  return core().now()
+  return core.now()
 end
 
 return M

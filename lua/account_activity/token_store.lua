@@ -172,11 +172,7 @@ local File = {}
 File.__index = File
 File.__name = "account_activity.token_store.file"
 
-local core_mod
-local function core()
-  if not core_mod then core_mod = require "account_activity.core" end
-  return core_mod
-end
+local core = require "account_activity.core"
 
 local function store_error(message)
   return errors.make("store", message, nil)
@@ -229,10 +225,10 @@ function File:_write(tokens)
   local doc = { version = 1, tokens = {} }
   for id, t in pairs(tokens) do doc.tokens[id] = t end
   local text = json.encode(doc)
-  local rnd = core().random_bytes(6) or tostring(os.time())
+  local rnd = core.random_bytes(6) or tostring(os.time())
   local tmp = string.format("%s.%s.tmp", self.path, (rnd:gsub(".", function(c)
     return string.format("%02x", c:byte()) end)))
-  local ok, err = core().write_private(tmp, text)
+  local ok, err = core.write_private(tmp, text)
   if not ok then return nil, store_error(err) end
   local renamed, rerr = os.rename(tmp, self.path)
   if not renamed then
@@ -249,7 +245,7 @@ function File:_locked(fn, ...)
     self.held = self.held + 1
     return guarded(function() self.held = self.held - 1 end, fn, ...)
   end
-  local lk, err = core().flock(self.lock_path, self.lock_timeout)
+  local lk, err = core.flock(self.lock_path, self.lock_timeout)
   if not lk then return nil, store_error(err) end
   self.held = 1
   return guarded(function()
