@@ -52,16 +52,20 @@ local function tweet(author, t, text)
   }
 end
 
--- The other party of an event: the next configured user, or a synthetic one.
-local function other(cfg, user)
+--- other(cfg, user, or_owner) -> the other party of an event: the next
+-- configured user, else (or_owner) the app owner, else a synthetic one.
+-- AAA and XAA payloads both take it from here.
+function M.other(cfg, user, or_owner)
   for i, u in ipairs(cfg.users) do
     if u.user_id == user.user_id then
       local o = cfg.users[i % #cfg.users + 1]
       if o.user_id ~= user.user_id then return o end
     end
   end
+  if or_owner and cfg.app.owner.user_id ~= user.user_id then return cfg.app.owner end
   return { user_id = "783214", screen_name = "emu_someone", name = "Someone Else" }
 end
+local other = M.other
 
 local function relation(key, typ)
   return function(cfg, user, t, opts)

@@ -3,6 +3,7 @@
 -- of the OpenAPI schemas (M.spec_shape).
 local util = require "account_activity.emulator.util"
 local state = require "account_activity.emulator.state"
+local aaa_events = require "account_activity.emulator.events"
 
 local M = {}
 
@@ -26,16 +27,8 @@ local function v2_user(u)
   }
 end
 
-local function other(cfg, user)
-  for i, u in ipairs(cfg.users) do
-    if u.user_id == user.user_id then
-      local o = cfg.users[i % #cfg.users + 1]
-      if o.user_id ~= user.user_id then return o end
-    end
-  end
-  if cfg.app.owner.user_id ~= user.user_id then return cfg.app.owner end
-  return { user_id = "783214", screen_name = "emu_someone", name = "Someone Else" }
-end
+-- the next configured user, else the owner, else a synthetic one
+local function other(cfg, user) return aaa_events.other(cfg, user, true) end
 
 local function metrics()
   local m = {}
