@@ -3,7 +3,8 @@
 -- 1. wrk -t1 -c32 against one nginx worker, every request a distinct signed
 --    2 KB delivery: serve{ sink } (verified, de-duplicated, persisted in
 --    Redis, then 200) vs serve without a sink (verify + parse + dispatch)
---    vs the Node peer (node:http, HMAC, npm `redis`: SET NX + XADD).
+--    vs the Node peer (node:http, HMAC, npm `redis`: SET NX + XADD); and
+--    serve without a sink vs Node without Redis (HMAC, JSON.parse, dispatch).
 -- 2. The consumer (Lua 5.4, batch 64, a no-op handler): events/s.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/bench/durable%.lua$") or "."
 if here:sub(1, 1) ~= "/" then here = (os.getenv("PWD") or ".") .. "/" .. here end
@@ -98,17 +99,26 @@ local ok_run, run_err = pcall(function()
   results.plain = wrk(server.url .. "/plain")
   server:stop()
 
-  -- the Node peer, on the CPU nginx had
-  local nport = math.random(20000, 59000)
-  local np = io.popen(("cd %s/bench/node && taskset -c 1 node redis_sink.js %d %s %d >%s/node.log 2>&1 & echo $!")
-    :format(here, nport, SECRET, srv.port, tmp))
-  local npid = tonumber(np:read("*l"))
-  np:close()
-  local deadline = core.now() + 10
-  while core.now() < deadline and not sh("cat " .. tmp .. "/node.log"):find("listening") do core.sleep(0.05) end
-  io.stderr:write("wrk against the Node peer\n")
-  results.node = wrk("http://127.0.0.1:" .. nport .. "/")
+  -- the Node peers, on the CPU nginx had
+  local function node_peer(js, args)
+    local nport = math.random(20000, 59000)
+    local log = tmp .. "/" .. js .. ".log"
+    local np = io.popen(("cd %s/bench/node && exec taskset -c 1 node %s %d %s >%s 2>&1 & echo $!")
+      :format(here, js, nport, args, log))
+    local npid = tonumber(np:read("*l"))
+    np:close()
+    local deadline = core.now() + 10
+    while core.now() < deadline and not sh("cat " .. log):find("listening") do core.sleep(0.05) end
+    return "http://127.0.0.1:" .. nport .. "/", npid
+  end
+  io.stderr:write("wrk against the Node peer with Redis\n")
+  local url, npid = node_peer("redis_sink.js", SECRET .. " " .. srv.port)
+  results.node = wrk(url)
   results.node_entries = srv:cmd("XLEN", "aa:events")
+  os.execute("kill " .. npid)
+  io.stderr:write("wrk against the Node peer without Redis\n")
+  url, npid = node_peer("plain.js", SECRET)
+  results.node_plain = wrk(url)
   os.execute("kill " .. npid)
 
   io.stderr:write("consumer\n")
@@ -144,10 +154,14 @@ print("| ------------------------------------------------------ | ---------: | -
 print(("| serve{ sink }: verify, SET NX + XADD (1 script), 200   | %10s |       |"):format(n(results.sink)))
 print(("| serve without a sink: verify + parse + dispatch        | %10s | %s |"):format(n(results.plain), x(results.sink, results.plain)))
 print(("| Node: node:http, HMAC, npm redis SET NX + XADD         | %10s | %s |"):format(n(results.node), x(results.sink, results.node)))
+print(("| Node without Redis: node:http, HMAC, JSON.parse, dispatch | %7s | %s (serve without a sink against it) |")
+  :format(n(results.node_plain), x(results.plain, results.node_plain)))
 print(("entries stored: sink %s (of %s requests; %d distinct bodies cycle), node %s"):format(
   tostring(results.sink_entries), tostring(results.sink_reqs), N_BODIES, tostring(results.node_entries)))
 print(("consumer (Lua 5.4, batch 64, no-op handler, 2 KB bodies): %s events/s, pending after: %s")
   :format(n(results.consumer), tostring(results.consumer_pending)))
 print(("@@ durable: signed 2 KB POST persisted in Redis (wrk -c32, 1 worker)|%s|Node http + npm redis SET NX + XADD|%s|req/s|%s|>= 2x")
   :format(n(results.sink), n(results.node), x(results.sink, results.node)))
+print(("@@ durable: signed 2 KB POST, serve without a sink (wrk -c32, 1 worker)|%s|Node http, HMAC, JSON.parse, dispatch|%s|req/s|%s|>= 2.5x")
+  :format(n(results.plain), n(results.node_plain), x(results.plain, results.node_plain)))
 print(("@@ durable: consumer, Lua 5.4, batch 64|%s|-|-|events/s|-|>= 50000"):format(n(results.consumer)))

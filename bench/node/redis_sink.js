@@ -4,19 +4,13 @@
 //   node bench/node/redis_sink.js PORT SECRET REDIS_PORT   (npm install in bench/node first)
 'use strict';
 const http = require('http');
-const crypto = require('crypto');
 const { createClient } = require('redis');
 const [port, secret, redisPort] = process.argv.slice(2);
 
 const client = createClient({ socket: { host: '127.0.0.1', port: Number(redisPort) } });
 client.on('error', () => {});
 
-function verify(body, header) {
-  if (typeof header !== 'string' || !header.startsWith('sha256=')) return false;
-  const got = Buffer.from(header.slice(7), 'base64');
-  const want = crypto.createHmac('sha256', secret).update(body).digest();
-  return got.length === want.length && crypto.timingSafeEqual(got, want);
-}
+const verify = require('./verify')(secret);
 
 const server = http.createServer((req, res) => {
   const chunks = [];
