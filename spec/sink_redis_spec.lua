@@ -106,6 +106,28 @@ describe("serve with a Redis sink", function()
     assert.are.equal(webhook.crc_response(SECRET, TOKEN), cjson.decode(res.body).response_token)
   end)
 
+  it("sends the deliveries a worker has in flight over one connection, each stored before its 200", function()
+    -- Paused writes make 64 concurrent deliveries wait for Redis together:
+    -- with a connection per request that is 32 or more connections.
+    local pauser = assert(srv:connect())
+    assert(pauser:command { "CLIENT", "PAUSE", 150, "WRITE" })
+    local reqs = {}
+    for i = 1, 64 do
+      local body = '{"for_user_id":"1","favorite_events":[{"id":"burst' .. i .. '"}]}'
+      reqs[i] = { method = "POST", url = server.url .. "/webhook", body = body,
+        headers = { ["Content-Type"] = "application/json", ["X-Twitter-Webhooks-Signature"] = sign(body) } }
+    end
+    local results = session:perform(reqs, { concurrency = 64 })
+    for i, r in ipairs(results) do assert.are.equal(200, r.res and r.res.status, "delivery " .. i) end
+    assert.are.equal(64, #entries(srv, "aa:events"))
+    local nginx_conns = 0
+    for line in pauser:command({ "CLIENT", "LIST" }):gmatch("[^\n]+") do
+      if not line:find("cmd=client", 1, true) then nginx_conns = nginx_conns + 1 end
+    end
+    pauser:close()
+    assert.is_true(nginx_conns <= 2, nginx_conns .. " connections from 2 workers")
+  end)
+
   it("answers 503 when Redis is slower than timeout_ms; X's retry is then stored once", function()
     local body = '{"for_user_id":"1","favorite_events":[{"id":"slow"}]}'
     local pauser = assert(srv:connect())

@@ -278,6 +278,162 @@ local function ngx_connect(o)
 end
 
 ---------------------------------------------------------------------------
+-- One connection a worker shares (inside nginx)
+--
+-- A request's cosocket belongs to that request, so requests cannot share
+-- one. A timer owns this connection instead: requests queue their encoded
+-- command and wait on a semaphore; the timer writes everything queued in one
+-- send and reads the replies in order (what node-redis calls auto
+-- pipelining). Per delivery that saves a pool lookup, a send, a receive and
+-- their epoll changes in nginx, and a read and a write in Redis.
+
+local Shared = {}
+Shared.__index = Shared
+
+-- Most commands one send carries; the rest go in the next.
+local SHARED_BATCH = 256
+-- The timer ends after this many seconds without work (a new command starts another).
+local SHARED_IDLE_S = 10
+
+local shared_by_key = {}
+
+local function shared_key(o)
+  return format("%s:%d:%d:%s:%d", o.host, o.port, o.db, o.password and "auth" or "", o.timeout_ms)
+end
+
+local function fail_slots(slots, first, last, err)
+  for i = first, last do
+    local slot = slots[i]
+    slot.err = err
+    slot.sema:post(1)
+  end
+end
+
+-- The timer's loop: one batch in flight at a time.
+local function shared_loop(premature, self)
+  local conn, idle = nil, 0
+  while true do
+    local queue = self.queue
+    if #queue == 0 then
+      if premature or ngx.worker.exiting() then break end
+      -- Short waits: a worker told to exit must not wait here for long.
+      self.waiting = true
+      local woke = self.wake:wait(1)
+      self.waiting = false
+      if woke then idle = 0 else idle = idle + 1 end
+      if idle >= SHARED_IDLE_S and #self.queue == 0 then break end
+    else
+      local n = #queue
+      if n > SHARED_BATCH then
+        self.queue = {}
+        for i = SHARED_BATCH + 1, n do self.queue[i - SHARED_BATCH] = queue[i]; queue[i] = nil end
+        n = SHARED_BATCH
+      else
+        self.queue = {}
+      end
+      local err
+      if not conn then conn, err = ngx_connect(self.opts) end
+      if not conn then
+        fail_slots(queue, 1, n, err)
+      else
+        local parts = {}
+        for i = 1, n do parts[i] = queue[i].bytes end
+        local replies
+        self.batches, self.sent = self.batches + 1, self.sent + n
+        replies, err = roundtrip(conn, concat(parts), n, true)
+        if not replies then
+          conn = nil -- roundtrip closed it
+          fail_slots(queue, 1, n, err)
+        else
+          for i = 1, n do
+            local slot = queue[i]
+            slot.reply = replies[i]
+            slot.sema:post(1)
+          end
+        end
+      end
+    end
+  end
+  self.running = false
+  if conn then conn:close() end
+  -- Anything queued while the loop was ending gets a loop of its own.
+  if #self.queue > 0 then self:_start() end
+end
+
+function Shared:_start()
+  local ok, err = ngx.timer.at(0, shared_loop, self)
+  if ok then
+    self.running = true
+    return true
+  end
+  local q = self.queue
+  self.queue = {}
+  fail_slots(q, 1, #q, redis_error("network", "no timer for the shared Redis connection: " .. tostring(err)))
+  return false
+end
+
+local semaphore_new
+
+-- Sends one encoded command through the worker's connection; the reply, or
+-- nil, err (a timeout after timeout_ms: the command may still have run).
+function Shared:_call(bytes)
+  local slot = { bytes = bytes, sema = semaphore_new(), reply = nil, err = nil }
+  local q = self.queue
+  q[#q + 1] = slot
+  if not self.running then
+    if not self:_start() then return nil, slot.err end
+  elseif self.waiting then
+    self.waiting = false
+    self.wake:post(1)
+  end
+  local o = self.opts
+  local ok = slot.sema:wait(o.timeout_ms / 1000)
+  if not ok then
+    return nil, redis_error("timeout", format("redis %s:%d: no answer within %d ms", o.host, o.port, o.timeout_ms))
+  end
+  if slot.err then return nil, slot.err end
+  return slot.reply
+end
+
+function Shared:command(argv)
+  local r, err = self:_call(redis_format(argv))
+  if r == nil then return nil, err end
+  if type(r) == "table" and r.err then return nil, redis_error("redis", r.err) end
+  return r
+end
+
+Shared.script = script
+
+--- redis.shared(opts) -> this worker's shared connection for these options,
+-- or nil where there is none (outside nginx, or without ngx.semaphore): the
+-- caller connects per request then. It has command() and script(); close()
+-- is a no-op (the connection outlives requests).
+function M.shared(opts)
+  if not ngx or not ngx.timer or ngx.worker.exiting() then return nil end
+  local o = check_opts(opts, "shared")
+  local key = shared_key(o)
+  local self = shared_by_key[key]
+  if self then return self end
+  if semaphore_new == nil then
+    local ok, sema = pcall(require, "ngx.semaphore")
+    semaphore_new = ok and sema.new or false
+  end
+  if not semaphore_new then return nil end
+  self = setmetatable({ opts = o, queue = {}, running = false, waiting = false, wake = semaphore_new(),
+    batches = 0, sent = 0 }, Shared)
+  shared_by_key[key] = self
+  return self
+end
+
+function Shared:close() end
+
+function Shared:__tostring()
+  local o = self.opts
+  return format("account_activity.redis(%s:%d db %d, shared by this worker's requests, %d queued, %d sent in %d batches)",
+    o.host, o.port, o.db, #self.queue, self.sent, self.batches)
+end
+
+---------------------------------------------------------------------------
 
 -- Cosockets exist in nginx's request, timer and ssl phases; not in init.
 local function cosockets()

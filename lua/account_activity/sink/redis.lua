@@ -4,7 +4,7 @@
 --   serve { consumer_secret = s, sink = { redis = { host, port, password, db, timeout_ms },
 --           stream = "aa:events", maxlen = 1000000, dedupe_ttl = 3600 } }
 --
--- One round trip per delivery: a script that sets the de-duplication key
+-- One round trip per delivery (batched with the worker's others): a script that sets the de-duplication key
 -- (the signature: a retry or a replay of the same bytes signs the same) with
 -- SET NX EX and, when it was new, XADDs the raw body with its metadata. The
 -- body is not decoded here; the consumer parses it.
@@ -67,16 +67,18 @@ end
 
 --- sink:store(body, sig, received_at) -> "stored", id | "duplicate" | nil, err
 function Sink:store(body, sig, received_at)
-  local conn, err = redis.connect(self.redis)
-  if not conn then return nil, err end
-  local id
-  id, err = conn:script(M.STORE, { self.seen_prefix .. sig, self.stream },
-    { self.dedupe_ttl, self.maxlen, body, sig, received_at, M.api_of(body) })
-  if id == nil then
-    conn:close()
-    return nil, err
+  -- The worker's shared connection batches the deliveries in flight; a
+  -- connection of the request's own where there is none.
+  local conn = redis.shared(self.redis)
+  if not conn then
+    local err
+    conn, err = redis.connect(self.redis)
+    if not conn then return nil, err end
   end
+  local id, err = conn:script(M.STORE, { self.seen_prefix .. sig, self.stream },
+    { self.dedupe_ttl, self.maxlen, body, sig, received_at, M.api_of(body) })
   conn:close()
+  if id == nil then return nil, err end
   if id == redis.null then return "duplicate" end
   return "stored", id
 end
