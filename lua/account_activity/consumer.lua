@@ -130,30 +130,37 @@ function Consumer:_ensure_group()
   return true
 end
 
--- { f1, v1, f2, v2 } -> { f1 = v1, ... }
-local function field_map(list)
-  local f = {}
-  if type(list) ~= "table" then return f end
-  for i = 1, #list - 1, 2 do f[list[i]] = list[i + 1] end
-  return f
+-- The value of one field of an entry's { f1, v1, f2, v2 } list.
+local function field(list, name)
+  if type(list) ~= "table" then return nil end
+  for i = 1, #list - 1, 2 do
+    if list[i] == name then return list[i + 1] end
+  end
+  return nil
 end
 
 -- Parse and dispatch one entry: true, or false and the first error.
-function Consumer:_handle(id, fields)
-  local list, perr = events.parse(fields.body or "")
+function Consumer:_handle(id, body)
+  local list, perr = events.parse(body or "")
   if not list then return false, "cannot parse: " .. tostring(perr), true end
   for i = 1, #list do list[i].stream_id = id end
   local router = self.router
   local user_on_error = router.on_error
+  if user_on_error == nil then
+    -- without an on_error the router hands the errors back: no wrapper to build
+    local ok, n, errs = pcall(router.dispatch, router, list)
+    if not ok then return false, n end
+    if errs and errs[1] then return false, errs[1].err end
+    return true
+  end
   local first
   router.on_error = function(err, ev)
     if first == nil then first = err end
-    if user_on_error then pcall(user_on_error, err, ev) end
+    pcall(user_on_error, err, ev)
   end
-  local ok, n, errs = pcall(router.dispatch, router, list)
+  local ok, n = pcall(router.dispatch, router, list)
   router.on_error = user_on_error
   if not ok then return false, n end
-  if errs and errs[1] and first == nil then first = errs[1].err end
   if first ~= nil then return false, first end
   return true
 end
@@ -165,13 +172,13 @@ function Consumer:_process(entries, attempts, out)
   local cmds = {}
   for i = 1, #entries do
     local e = entries[i]
-    local id, fields = e[1], field_map(e[2])
+    local id, fields = e[1], e[2]
     local tries = attempts and attempts[id] or 1
     local ok, err, permanent
     if tries > self.max_attempts then
       ok, err, permanent = false, "delivered " .. tries - 1 .. " times without an answer (consumer died?)", true
     else
-      ok, err, permanent = self:_handle(id, fields)
+      ok, err, permanent = self:_handle(id, field(fields, "body"))
     end
     if ok then
       acks[#acks + 1] = id
@@ -183,7 +190,9 @@ function Consumer:_process(entries, attempts, out)
       if permanent or tries >= self.max_attempts then
         local dl = { "XADD", self.dead_letter, "*", "id", id, "error", msg, "attempts", tries,
           "consumer", self.name, "failed_at", os_time() }
-        for k, v in pairs(fields) do dl[#dl + 1] = k; dl[#dl + 1] = v end
+        if type(fields) == "table" then
+          for j = 1, #fields - 1, 2 do dl[#dl + 1] = fields[j]; dl[#dl + 1] = fields[j + 1] end
+        end
         cmds[#cmds + 1] = dl
         acks[#acks + 1] = id
         out.dead = out.dead + 1
