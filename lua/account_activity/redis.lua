@@ -301,20 +301,58 @@ local function shared_key(o)
   return format("%s:%d:%d:%s:%d", o.host, o.port, o.db, o.password and "auth" or "", o.timeout_ms)
 end
 
-local function fail_slots(slots, first, last, err)
-  for i = first, last do
+local function fail_slots(slots, err)
+  for i = 1, #slots do
     local slot = slots[i]
     slot.err = err
     slot.sema:post(1)
   end
 end
 
+-- Up to SHARED_BATCH commands off the queue, leaving out those whose
+-- request stopped waiting (it answered 503 already; X will send it again).
+local function take_batch(self)
+  local queue, batch, rest = self.queue, {}, {}
+  for i = 1, #queue do
+    local slot = queue[i]
+    if not slot.abandoned then
+      if #batch < SHARED_BATCH then batch[#batch + 1] = slot else rest[#rest + 1] = slot end
+    end
+  end
+  self.queue = rest
+  return batch
+end
+
+-- One batch: a send and the replies in order; nil when the connection failed.
+local function send_batch(self, conn, batch)
+  local err
+  if not conn then conn, err = ngx_connect(self.opts) end
+  if not conn then
+    fail_slots(batch, err)
+    return nil
+  end
+  local parts = {}
+  for i = 1, #batch do parts[i] = batch[i].bytes end
+  self.batches, self.sent = self.batches + 1, self.sent + #batch
+  local replies
+  replies, err = roundtrip(conn, concat(parts), #batch, true)
+  if not replies then -- roundtrip closed it
+    fail_slots(batch, err)
+    return nil
+  end
+  for i = 1, #batch do
+    local slot = batch[i]
+    slot.reply = replies[i]
+    slot.sema:post(1)
+  end
+  return conn
+end
+
 -- The timer's loop: one batch in flight at a time.
 local function shared_loop(premature, self)
   local conn, idle = nil, 0
   while true do
-    local queue = self.queue
-    if #queue == 0 then
+    if #self.queue == 0 then
       if premature or ngx.worker.exiting() then break end
       -- Short waits: a worker told to exit must not wait here for long.
       self.waiting = true
@@ -323,35 +361,8 @@ local function shared_loop(premature, self)
       if woke then idle = 0 else idle = idle + 1 end
       if idle >= SHARED_IDLE_S and #self.queue == 0 then break end
     else
-      local n = #queue
-      if n > SHARED_BATCH then
-        self.queue = {}
-        for i = SHARED_BATCH + 1, n do self.queue[i - SHARED_BATCH] = queue[i]; queue[i] = nil end
-        n = SHARED_BATCH
-      else
-        self.queue = {}
-      end
-      local err
-      if not conn then conn, err = ngx_connect(self.opts) end
-      if not conn then
-        fail_slots(queue, 1, n, err)
-      else
-        local parts = {}
-        for i = 1, n do parts[i] = queue[i].bytes end
-        local replies
-        self.batches, self.sent = self.batches + 1, self.sent + n
-        replies, err = roundtrip(conn, concat(parts), n, true)
-        if not replies then
-          conn = nil -- roundtrip closed it
-          fail_slots(queue, 1, n, err)
-        else
-          for i = 1, n do
-            local slot = queue[i]
-            slot.reply = replies[i]
-            slot.sema:post(1)
-          end
-        end
-      end
+      local batch = take_batch(self)
+      if #batch > 0 then conn = send_batch(self, conn, batch) end
     end
   end
   self.running = false
@@ -368,7 +379,7 @@ function Shared:_start()
   end
   local q = self.queue
   self.queue = {}
-  fail_slots(q, 1, #q, redis_error("network", "no timer for the shared Redis connection: " .. tostring(err)))
+  fail_slots(q, redis_error("network", "no timer for the shared Redis connection: " .. tostring(err)))
   return false
 end
 
@@ -389,6 +400,7 @@ function Shared:_call(bytes)
   local o = self.opts
   local ok = slot.sema:wait(o.timeout_ms / 1000)
   if not ok then
+    slot.abandoned = true
     return nil, redis_error("timeout", format("redis %s:%d: no answer within %d ms", o.host, o.port, o.timeout_ms))
   end
   if slot.err then return nil, slot.err end
