@@ -229,9 +229,23 @@ describe("durable hand-off", function()
       child = child_consumer { out = out, port = srv.port, name = "steady", batch = 16 }
 
       local N = 400
-      local q = emu:control("POST", "/_emulator/deliver", { user_id = cfg.users[1].user_id, type = "favorite", count = N })
-      assert.are.equal(N, q.queued)
+      local function deliver(count)
+        local q = emu:control("POST", "/_emulator/deliver", { user_id = cfg.users[1].user_id, type = "favorite",
+          count = count })
+        assert.are.equal(count, q.queued)
+      end
+      -- Half before Redis goes away, half while it is away: the sink may be
+      -- fast enough to store all 400 before a restart is even noticed.
+      deliver(N / 2)
       assert(wait_for(function() return srv:cmd("XLEN", "aa:events") >= 60 end, 20))
+      srv:kill("TERM")
+      deliver(N / 2)
+      assert(wait_for(function()
+        for _, a in ipairs((emu:control("GET", "/_emulator/deliveries")).entries) do
+          if a.status == 503 then return true end
+        end
+        return false
+      end, 20), "no delivery reached nginx while Redis was down")
       assert(srv:restart())
 
       -- every delivery ends: ok, or given up after the schedule
