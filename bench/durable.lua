@@ -1,11 +1,12 @@
 --- Durable hand-off bench (prints a table; not a test).
---   lua5.4 bench/durable.lua [seconds]   (after `make both`; needs wrk, redis-server, node + npm redis)
+--   lua5.4 bench/durable.lua [seconds [rounds]]   (after `make both`; needs wrk, redis-server, node + npm redis)
 -- 1. wrk -t1 -c32 against one nginx worker, every request a distinct signed
 --    2 KB delivery: serve{ sink } (verified, de-duplicated, persisted in
 --    Redis, then 200) vs serve without a sink (verify + parse + dispatch)
 --    vs the Node peer (node:http, HMAC, npm `redis`: SET NX + XADD); and
 --    serve without a sink vs Node without Redis (HMAC, JSON.parse, dispatch).
 -- 2. The consumer (Lua 5.4, batch 64, a no-op handler): events/s.
+-- Each figure is the best of `rounds` (3) interleaved rounds.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/bench/durable%.lua$") or "."
 if here:sub(1, 1) ~= "/" then here = (os.getenv("PWD") or ".") .. "/" .. here end
 package.path = here .. "/lua/?.lua;" .. here .. "/lua/?/init.lua;" .. here .. "/bench/?.lua;"
@@ -19,6 +20,7 @@ local redis_helper = require "redis_helper"
 local bench_body = require "webhook.body"
 
 local SECONDS = tonumber(arg[1] or "2")
+local ROUNDS = tonumber(arg[2] or "3")
 local SECRET = bench_body.SECRET
 local N_BODIES = tonumber(os.getenv("AA_BENCH_BODIES") or "") or 20000
 
@@ -90,16 +92,7 @@ local ok_run, run_err = pcall(function()
     if not rps or non2xx > 0 then io.stderr:write(out, "\n") end
     return rps, reqs, non2xx
   end
-  io.stderr:write("wrk against serve{ sink }\n")
-  local rps, reqs = wrk(server.url .. "/sink")
-  results.sink = rps
-  results.sink_entries = srv:cmd("XLEN", "aa:events")
-  results.sink_reqs = reqs
-  io.stderr:write("wrk against serve without a sink\n")
-  results.plain = wrk(server.url .. "/plain")
-  server:stop()
-
-  -- the Node peers, on the CPU nginx had
+  -- the Node peers, on the CPU nginx has (idle while another is measured)
   local function node_peer(js, args)
     local nport = math.random(20000, 59000)
     local log = tmp .. "/" .. js .. ".log"
@@ -111,35 +104,51 @@ local ok_run, run_err = pcall(function()
     while core.now() < deadline and not sh("cat " .. log):find("listening") do core.sleep(0.05) end
     return "http://127.0.0.1:" .. nport .. "/", npid
   end
-  io.stderr:write("wrk against the Node peer with Redis\n")
-  local url, npid = node_peer("redis_sink.js", SECRET .. " " .. srv.port)
-  results.node = wrk(url)
-  results.node_entries = srv:cmd("XLEN", "aa:events")
-  os.execute("kill " .. npid)
-  io.stderr:write("wrk against the Node peer without Redis\n")
-  url, npid = node_peer("plain.js", SECRET)
-  results.node_plain = wrk(url)
-  os.execute("kill " .. npid)
+  local node_url, node_pid = node_peer("redis_sink.js", SECRET .. " " .. srv.port)
+  local plain_url, plain_pid = node_peer("plain.js", SECRET)
+  -- Rounds interleave the four, and each keeps its best round: a neighbour's
+  -- burst on this shared machine then costs one round, not one side.
+  local targets = {
+    { key = "sink", url = server.url .. "/sink", stored = "sink_entries" },
+    { key = "plain", url = server.url .. "/plain" },
+    { key = "node", url = node_url, stored = "node_entries" },
+    { key = "node_plain", url = plain_url },
+  }
+  for round = 1, ROUNDS do
+    for _, t in ipairs(targets) do
+      io.stderr:write(("round %d: wrk against %s\n"):format(round, t.key))
+      local rps, reqs = wrk(t.url)
+      if rps and rps > (results[t.key] or 0) then
+        results[t.key] = rps
+        if t.stored then results[t.stored], results[t.key .. "_reqs"] = srv:cmd("XLEN", "aa:events"), reqs end
+      end
+    end
+  end
+  server:stop()
+  os.execute("kill " .. node_pid .. " " .. plain_pid)
 
   io.stderr:write("consumer\n")
-  srv:cmd("FLUSHALL")
-  local c = assert(srv:connect())
-  local N = 50000
-  local cmds = {}
-  for i = 1, N do
-    cmds[#cmds + 1] = { "XADD", "aa:events", "*", "body", base, "sig", "s" .. i, "received_at", "0", "api", "aaa" }
-    if #cmds == 1000 then assert(c:pipeline(cmds)); cmds = {} end
-  end
-  c:close()
   local r = aa.router()
-  local seen = 0
-  r:on("*", function() seen = seen + 1 end)
-  local consumer = aa.consumer { redis = { port = srv.port }, group = "bench", router = r, batch = 64, block_ms = 100 }
-  local t0 = core.now()
-  while consumer.counts.processed < N do assert(consumer:step()) end
-  results.consumer = N / (core.now() - t0)
-  results.consumer_pending = consumer:stats().pending
-  consumer:close()
+  r:on("*", function() end)
+  for _ = 1, ROUNDS do
+    srv:cmd("FLUSHALL")
+    local c = assert(srv:connect())
+    local N = 50000
+    local cmds = {}
+    for i = 1, N do
+      cmds[#cmds + 1] = { "XADD", "aa:events", "*", "body", base, "sig", "s" .. i, "received_at", "0", "api", "aaa" }
+      if #cmds == 1000 then assert(c:pipeline(cmds)); cmds = {} end
+    end
+    c:close()
+    local consumer = aa.consumer { redis = { port = srv.port }, group = "bench", router = r, batch = 64, block_ms = 100 }
+    local t0 = core.now()
+    while consumer.counts.processed < N do assert(consumer:step()) end
+    local rate = N / (core.now() - t0)
+    if rate > (results.consumer or 0) then
+      results.consumer, results.consumer_pending = rate, consumer:stats().pending
+    end
+    consumer:close()
+  end
 end)
 srv:stop()
 sh("rm -rf " .. tmp)
@@ -147,7 +156,8 @@ if not ok_run then error(run_err) end
 
 local function n(v) return v and ("%.0f"):format(v) or "n/a" end
 local function x(a, b) return a and b and ("%.2fx"):format(a / b) or "n/a" end
-print(("durable bench: wrk -t1 -c32 -d%ds, 1 nginx worker, distinct signed %d-byte deliveries"):format(SECONDS, #base))
+print(("durable bench: wrk -t1 -c32 -d%ds, 1 nginx worker, distinct signed %d-byte deliveries; best of %d rounds")
+  :format(SECONDS, #base, ROUNDS))
 print("")
 print("| path                                                   | requests/s | ratio |")
 print("| ------------------------------------------------------ | ---------: | ----: |")
