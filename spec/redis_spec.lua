@@ -177,8 +177,28 @@ describe("redis client", function()
         ngx.say(cjson.encode(out))
       }
     }
+    location = /shared {
+      content_by_lua_block {
+        local redis = require "account_activity.redis"
+        local cjson = require "cjson"
+        local opts = redis.options { port = %d, timeout_ms = 300, password = "not-a-secret-shown" }
+        local sh = redis.shared(opts)
+        local out = { same = sh == redis.shared(opts) and sh == redis.shared { port = %d, timeout_ms = 300,
+          password = "not-a-secret-shown" }, other = sh ~= redis.shared { port = %d, timeout_ms = 301 } }
+        out.set = sh:command { "SET", "sh", "v1" }
+        out.get = sh:command { "GET", "sh" }
+        local _, werr = sh:command { "INCR", "sh" }
+        out.wrongtype = werr and werr.kind
+        out.script = sh:script("return ARGV[1] .. KEYS[1]", { "k" }, { "a" })
+        local _, terr = sh:command { "BLPOP", "nothing-here", 5 }
+        out.timeout = terr and terr.kind
+        out.after = sh:command { "GET", "sh" }
+        out.text = tostring(sh)
+        ngx.say(cjson.encode(out))
+      }
+    }
   }
-]]):format(ports[1], srv.port, srv.port)
+]]):format(ports[1], srv.port, srv.port, srv.port, srv.port, srv.port)
       end }
       assert(server, err)
       session = core.session { timeout = 10 }
@@ -195,6 +215,34 @@ describe("redis client", function()
       assert.are.same({ kind = "cosocket", set = { ok = "OK" }, get = "hello", null = true,
         pipe = { 1, { err = "WRONGTYPE Operation against a key holding the wrong kind of value" }, "hello" },
         script = "abab", timeout = "timeout", after = "hello", refused = true }, out)
+    end)
+
+    it("shares one connection per worker and options, batching what requests have in flight", function()
+      assert(srv:cmd("CONFIG", "SET", "requirepass", "not-a-secret-shown"))
+      local ok, perr = pcall(function()
+        local res = assert(session:request { method = "GET", url = server.url .. "/shared" })
+        assert.are.equal(200, res.status, server:error_log())
+        local out = cjson.decode(res.body)
+        assert.is_true(out.same)
+        assert.is_true(out.other)
+        assert.are.same({ ok = "OK" }, out.set)
+        assert.are.equal("v1", out.get)
+        assert.are.equal("redis", out.wrongtype)
+        assert.are.equal("ak", out.script)
+        assert.are.equal("timeout", out.timeout)
+        assert.are.equal("v1", out.after) -- a new connection after the one that timed out
+        assert.matches("shared by this worker's requests", out.text, 1, true)
+        assert.is_nil(out.text:find("not-a-secret-shown", 1, true))
+      end)
+      local c = assert(srv:connect())
+      assert(c:command { "AUTH", "not-a-secret-shown" })
+      assert(c:command { "CONFIG", "SET", "requirepass", "" })
+      c:close()
+      assert(ok, perr)
+    end)
+
+    it("has no shared connection outside nginx", function()
+      assert.is_nil(redis.shared { port = srv.port })
     end)
   end)
 end)

@@ -19,6 +19,7 @@ M.entries = {
   { "consumer", "aa.consumer{redis, stream, group, name, router, batch, block_ms, claim_idle_ms, max_attempts, dead_letter, on_error, log}", "A Redis Streams consumer: :run() until :stop()/SIGINT/SIGTERM, :step() -> {processed, failed, claimed, dead}, :stats() (+ pending); acks after every handler returned; on_error(err, entry_id, attempt) hears of each failure." },
   { "redis.connect", "require(\"account_activity.redis\").connect{host, port, password, db, timeout_ms}", "The Redis client of the durable hand-off (cosockets in nginx, hiredis elsewhere): :command(argv), :pipeline(cmds), :script(src, keys, args), :close()." },
   { "redis.options", "require(\"account_activity.redis\").options(opts)", "Check connect()'s options once (a caller that connects per request passes the result)." },
+  { "redis.shared", "require(\"account_activity.redis\").shared(opts)", "Inside nginx: this worker's one connection for these options; the commands its requests have in flight go in one send (:command, :script; :close does nothing). nil outside nginx or without ngx.semaphore." },
   { "redis.parse_address", "require(\"account_activity.redis\").parse_address(s)", "\"host:port\", \"[v6]:port\" or \"host\" -> host, port (6379), or nil when malformed." },
   { "serve", "require(\"account_activity.nginx\").serve(opts)", "The webhook handler inside content_by_lua_block (never blocks the worker); sink = {redis, stream, maxlen, dedupe_ttl} persists to Redis before the 200; dedupe_dict, async, max_running_timers." },
   -- client methods

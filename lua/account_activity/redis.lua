@@ -6,6 +6,8 @@
 --   conn:pipeline { { "INCR", "a" }, { "GET", "a" } }      -> { replies } | nil, err
 --   conn:script(LUA_SOURCE, { key... }, { arg... })        -> reply | nil, err
 --   conn:close()     -- inside nginx: back to the keep-alive pool
+--   redis.shared(opts)  -- inside nginx: the worker's one connection, which
+--                       -- batches the commands its requests have in flight
 --
 -- Two implementations behind it, chosen once per connect: inside nginx a
 -- cosocket (the worker never blocks) with the C core's hiredis reader as the
@@ -296,6 +298,9 @@ local SHARED_BATCH = 256
 local SHARED_IDLE_S = 10
 
 local shared_by_key = {}
+-- A table redis.options() checked (a sink's; never changed after) finds its
+-- connection without building the key on every delivery.
+local shared_by_opts = setmetatable({}, { __mode = "k" })
 
 local function shared_key(o)
   return format("%s:%d:%d:%s:%d", o.host, o.port, o.db, o.password and "auth" or "", o.timeout_ms)
@@ -422,10 +427,15 @@ Shared.script = script
 -- is a no-op (the connection outlives requests).
 function M.shared(opts)
   if not ngx or not ngx.timer or ngx.worker.exiting() then return nil end
+  local self = shared_by_opts[opts]
+  if self then return self end
   local o = check_opts(opts, "shared")
   local key = shared_key(o)
-  local self = shared_by_key[key]
-  if self then return self end
+  self = shared_by_key[key]
+  if self then
+    if o == opts then shared_by_opts[opts] = self end
+    return self
+  end
   if semaphore_new == nil then
     local ok, sema = pcall(require, "ngx.semaphore")
     semaphore_new = ok and sema.new or false
@@ -434,6 +444,7 @@ function M.shared(opts)
   self = setmetatable({ opts = o, queue = {}, running = false, waiting = false, wake = semaphore_new(),
     batches = 0, sent = 0 }, Shared)
   shared_by_key[key] = self
+  if o == opts then shared_by_opts[opts] = self end
   return self
 end
 
