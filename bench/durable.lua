@@ -20,7 +20,7 @@ local redis_helper = require "redis_helper"
 local bench_body = require "webhook.body"
 
 local SECONDS = tonumber(arg[1] or "2")
-local ROUNDS = tonumber(arg[2] or "3")
+local ROUNDS = tonumber(arg[2] or "") or 3 -- bench/run passes "" when it has none
 local SECRET = bench_body.SECRET
 local N_BODIES = tonumber(os.getenv("AA_BENCH_BODIES") or "") or 20000
 
