@@ -197,8 +197,29 @@ describe("redis client", function()
         ngx.say(cjson.encode(out))
       }
     }
+    location = /shared_big {
+      content_by_lua_block {
+        local redis = require "account_activity.redis"
+        local cjson = require "cjson"
+        local sh = redis.shared { port = %d, timeout_ms = 2000 }
+        local before = tonumber(tostring(sh):match("in (%%d+) batches"))
+        local big = string.rep("x", 400 * 1024)
+        local threads = {}
+        for i = 1, 4 do
+          threads[i] = ngx.thread.spawn(function() return sh:command { "SET", "big" .. i, big } end)
+        end
+        local ok = 0
+        for i = 1, 4 do
+          local _, r = ngx.thread.wait(threads[i])
+          if type(r) == "table" and r.ok == "OK" then ok = ok + 1 end
+        end
+        local after = tonumber(tostring(sh):match("in (%%d+) batches"))
+        ngx.say(cjson.encode { ok = ok, batches = after - before,
+          intact = sh:command { "STRLEN", "big4" } == #big })
+      }
+    }
   }
-]]):format(ports[1], srv.port, srv.port, srv.port, srv.port, srv.port)
+]]):format(ports[1], srv.port, srv.port, srv.port, srv.port, srv.port, srv.port)
       end }
       assert(server, err)
       session = core.session { timeout = 10 }
@@ -239,6 +260,12 @@ describe("redis client", function()
       assert(c:command { "CONFIG", "SET", "requirepass", "" })
       c:close()
       assert(ok, perr)
+    end)
+
+    it("keeps one send of the shared connection near 1 MB: four 400 KB commands queued together go in two", function()
+      local res = assert(session:request { method = "GET", url = server.url .. "/shared_big" })
+      assert.are.equal(200, res.status, server:error_log())
+      assert.are.same({ ok = 4, batches = 2, intact = true }, cjson.decode(res.body))
     end)
 
     it("has no shared connection outside nginx", function()

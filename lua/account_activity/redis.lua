@@ -292,8 +292,8 @@ end
 local Shared = {}
 Shared.__index = Shared
 
--- Most commands one send carries; the rest go in the next.
-local SHARED_BATCH = 256
+-- Most commands, and bytes, one send carries; the rest go in the next.
+local SHARED_BATCH, SHARED_BATCH_BYTES = 256, 1048576
 -- The timer ends after this many seconds without work (a new command starts another).
 local SHARED_IDLE_S = 10
 
@@ -314,14 +314,21 @@ local function fail_slots(slots, err)
   end
 end
 
--- Up to SHARED_BATCH commands off the queue, leaving out those whose
+-- Up to SHARED_BATCH commands (or SHARED_BATCH_BYTES, but always one) off
+-- the queue in order, leaving out those whose
 -- request stopped waiting (it answered 503 already; X will send it again).
 local function take_batch(self)
-  local queue, batch, rest = self.queue, {}, {}
+  local queue, batch, rest, bytes = self.queue, {}, {}, 0
   for i = 1, #queue do
     local slot = queue[i]
     if not slot.abandoned then
-      if #batch < SHARED_BATCH then batch[#batch + 1] = slot else rest[#rest + 1] = slot end
+      local size = #slot.bytes
+      if #rest == 0 and #batch < SHARED_BATCH and (bytes + size <= SHARED_BATCH_BYTES or #batch == 0) then
+        batch[#batch + 1] = slot
+        bytes = bytes + size
+      else
+        rest[#rest + 1] = slot
+      end
     end
   end
   self.queue = rest
