@@ -197,6 +197,25 @@ describe("redis client", function()
         ngx.say(cjson.encode(out))
       }
     }
+    location = /two_passwords {
+      content_by_lua_block {
+        local redis = require "account_activity.redis"
+        local cjson = require "cjson"
+        local out = {}
+        local good = assert(redis.connect { port = %d, timeout_ms = 300, password = "right-password" })
+        out.good = good:command { "SET", "pw", "1" }
+        good:close() -- into the pool
+        local bad, berr = redis.connect { port = %d, timeout_ms = 300, password = "wrong-password" }
+        out.pooled_bad = bad and "connected" or berr.kind
+        if bad then bad:close() end
+        local sgood = redis.shared { port = %d, timeout_ms = 300, password = "right-password" }
+        out.shared_good = sgood:command { "GET", "pw" }
+        local sbad = redis.shared { port = %d, timeout_ms = 300, password = "wrong-password" }
+        local r, serr = sbad:command { "GET", "pw" }
+        out.shared_bad = r and "answered" or serr.kind
+        ngx.say(cjson.encode(out))
+      }
+    }
     location = /shared_big {
       content_by_lua_block {
         local redis = require "account_activity.redis"
@@ -219,7 +238,7 @@ describe("redis client", function()
       }
     }
   }
-]]):format(ports[1], srv.port, srv.port, srv.port, srv.port, srv.port, srv.port)
+]]):format(ports[1], srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port)
       end }
       assert(server, err)
       session = core.session { timeout = 10 }
@@ -257,6 +276,21 @@ describe("redis client", function()
       end)
       local c = assert(srv:connect())
       assert(c:command { "AUTH", "not-a-secret-shown" })
+      assert(c:command { "CONFIG", "SET", "requirepass", "" })
+      c:close()
+      assert(ok, perr)
+    end)
+
+    it("never hands a connection authenticated with one password to options with another", function()
+      assert(srv:cmd("CONFIG", "SET", "requirepass", "right-password"))
+      local ok, perr = pcall(function()
+        local res = assert(session:request { method = "GET", url = server.url .. "/two_passwords" })
+        assert.are.equal(200, res.status, server:error_log())
+        assert.are.same({ good = { ok = "OK" }, pooled_bad = "auth", shared_good = "1", shared_bad = "auth" },
+          cjson.decode(res.body))
+      end)
+      local c = assert(srv:connect())
+      assert(c:command { "AUTH", "right-password" })
       assert(c:command { "CONFIG", "SET", "requirepass", "" })
       c:close()
       assert(ok, perr)

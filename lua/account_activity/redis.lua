@@ -58,6 +58,10 @@ local function check_opts(opts, fname)
   if o.password ~= nil and type(o.password) ~= "string" then
     error(format("bad argument 'password' to '%s' (string expected, got %s)", fname, type(o.password)), 3)
   end
+  -- Pooled and shared connections are found by a name; a connection that
+  -- authenticated with one password must never serve another, so the name
+  -- carries a digest of it (never the password).
+  o.auth_tag = o.password and sub(core.base64url_encode(core.sha256(o.password)), 1, 22) or ""
   return setmetatable(o, CHECKED)
 end
 
@@ -249,9 +253,9 @@ end
 local function ngx_connect(o)
   local sock = ngx.socket.tcp()
   sock:settimeouts(o.timeout_ms, o.timeout_ms, o.timeout_ms)
-  -- One pool per server and database: a pooled connection has run SELECT.
-  local ok, err = sock:connect(o.host, o.port, { pool = format("aa-redis:%s:%d:%d%s", o.host, o.port, o.db,
-    o.password and ":auth" or "") })
+  -- One pool per server, database and password: a pooled connection has run SELECT and AUTH.
+  local ok, err = sock:connect(o.host, o.port, { pool = format("aa-redis:%s:%d:%d:%s", o.host, o.port, o.db,
+    o.auth_tag) })
   if not ok then
     return nil, redis_error(err == "timeout" and "timeout" or "network",
       format("redis %s:%d: cannot connect: %s", o.host, o.port, tostring(err)))
@@ -303,7 +307,7 @@ local shared_by_key = {}
 local shared_by_opts = setmetatable({}, { __mode = "k" })
 
 local function shared_key(o)
-  return format("%s:%d:%d:%s:%d", o.host, o.port, o.db, o.password and "auth" or "", o.timeout_ms)
+  return format("%s:%d:%d:%s:%d", o.host, o.port, o.db, o.auth_tag, o.timeout_ms)
 end
 
 local function fail_slots(slots, err)
