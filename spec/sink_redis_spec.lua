@@ -164,4 +164,24 @@ describe("serve with a Redis sink", function()
     assert.are.equal(200, post('{"for_user_id":"1","favorite_events":[{"id":"back"}]}').status)
     assert.are.equal(1, #entries(srv, "aa:events"))
   end)
+
+  it("lets a graceful quit through at once, though the shared connection's timer is running", function()
+    for i = 1, 4 do -- both workers' timers running
+      assert.are.equal(200, post('{"for_user_id":"1","favorite_events":[{"id":"quit' .. i .. '"}]}').status)
+    end
+    local function exited()
+      local f = io.open("/proc/" .. server.pid .. "/status")
+      if not f then return true end
+      local st = f:read("a")
+      f:close()
+      return st:find("State:%s*Z") ~= nil -- our child: a zombie once it has exited
+    end
+    local t0 = core.now()
+    core.kill(server.pid, "QUIT")
+    while not exited() and core.now() - t0 < 10 do core.sleep(0.02) end
+    local took = core.now() - t0
+    assert.is_true(exited(), "nginx still running after a QUIT")
+    -- the timer looks at ngx.worker.exiting() every 0.2 s (it waited 1 s: quit took 1.02 s)
+    assert.is_true(took < 0.8, ("quit took %.2f s"):format(took))
+  end)
 end)

@@ -298,8 +298,9 @@ Shared.__index = Shared
 
 -- Most commands, and bytes, one send carries; the rest go in the next.
 local SHARED_BATCH, SHARED_BATCH_BYTES = 256, 1048576
--- The timer ends after this many seconds without work (a new command starts another).
-local SHARED_IDLE_S = 10
+-- The timer ends after this many seconds without work (a new command starts
+-- another); idle, it looks at ngx.worker.exiting() every SHARED_TICK_S.
+local SHARED_IDLE_S, SHARED_TICK_S = 10, 0.2
 
 local shared_by_key = {}
 -- A table redis.options() checked (a sink's; never changed after) finds its
@@ -370,11 +371,12 @@ local function shared_loop(premature, self)
   while true do
     if #self.queue == 0 then
       if premature or ngx.worker.exiting() then break end
-      -- Short waits: a worker told to exit must not wait here for long.
+      -- Short waits: a graceful quit or reload waits for this timer, and
+      -- nginx has no event for "exiting" to wake it with.
       self.waiting = true
-      local woke = self.wake:wait(1)
+      local woke = self.wake:wait(SHARED_TICK_S)
       self.waiting = false
-      if woke then idle = 0 else idle = idle + 1 end
+      if woke then idle = 0 else idle = idle + SHARED_TICK_S end
       if idle >= SHARED_IDLE_S and #self.queue == 0 then break end
     else
       local batch = take_batch(self)
