@@ -165,6 +165,44 @@ describe("serve with a Redis sink", function()
     assert.are.equal(1, #entries(srv, "aa:events"))
   end)
 
+  it("still stores and answers 200 when nginx has no timer to spare for the shared connection", function()
+    -- One running timer allowed, and a user's timer holds it: nginx drops the
+    -- shared connection's timer when it fires (and only logs it).
+    local busy, err = nginx_process.start { workers = 1, http = function(ports)
+      return ([[
+  lua_max_running_timers 1;
+  init_by_lua_block {
+    package.loaded.busy_opts = { consumer_secret = %q,
+      sink = { redis = { host = "127.0.0.1", port = %d, timeout_ms = 1000 }, stream = "aa:busy" } }
+  }
+  init_worker_by_lua_block {
+    ngx.timer.at(0, function() while not ngx.worker.exiting() do ngx.sleep(0.05) end end)
+  }
+  server {
+    listen 127.0.0.1:%d;
+    location = /webhook {
+      content_by_lua_block { require("account_activity.nginx").serve(package.loaded.busy_opts) }
+    }
+  }
+]]):format(SECRET, srv.port, ports[1])
+    end }
+    assert(busy, err)
+    local ok, perr = pcall(function()
+      core.sleep(0.1) -- the user's timer is running
+      for i = 1, 3 do
+        local body = '{"for_user_id":"1","favorite_events":[{"id":"busy' .. i .. '"}]}'
+        local t0 = core.now()
+        local res = assert(session:request { method = "POST", url = busy.url .. "/webhook", body = body,
+          headers = { ["Content-Type"] = "application/json", ["X-Twitter-Webhooks-Signature"] = sign(body) } })
+        assert.are.equal(200, res.status, "delivery " .. i)
+        assert.is_true(core.now() - t0 < 0.9, "delivery " .. i .. " waited for a timer that never ran")
+      end
+      assert.are.equal(3, srv:cmd("XLEN", "aa:busy"))
+    end)
+    busy:stop()
+    assert(ok, perr)
+  end)
+
   it("lets a graceful quit through at once, though the shared connection's timer is running", function()
     for i = 1, 4 do -- both workers' timers running
       assert.are.equal(200, post('{"for_user_id":"1","favorite_events":[{"id":"quit' .. i .. '"}]}').status)

@@ -301,6 +301,9 @@ local SHARED_BATCH, SHARED_BATCH_BYTES = 256, 1048576
 -- The timer ends after this many seconds without work (a new command starts
 -- another); idle, it looks at ngx.worker.exiting() every SHARED_TICK_S.
 local SHARED_IDLE_S, SHARED_TICK_S = 10, 0.2
+-- A timer at(0) runs within the event loop's next turn; one that has not
+-- within this long was dropped.
+local SHARED_START_S = 0.05
 
 local shared_by_key = {}
 -- A table redis.options() checked (a sink's; never changed after) finds its
@@ -367,6 +370,7 @@ end
 
 -- The timer's loop: one batch in flight at a time.
 local function shared_loop(premature, self)
+  self.loop_started = true
   local conn, idle = nil, 0
   while true do
     if #self.queue == 0 then
@@ -392,12 +396,14 @@ end
 function Shared:_start()
   local ok, err = ngx.timer.at(0, shared_loop, self)
   if ok then
-    self.running = true
+    self.running, self.loop_started = true, false
     return true
   end
   local q = self.queue
   self.queue = {}
-  fail_slots(q, redis_error("network", "no timer for the shared Redis connection: " .. tostring(err)))
+  local e = redis_error("network", "no timer for the shared Redis connection: " .. tostring(err))
+  e.no_shared = true
+  fail_slots(q, e)
   return false
 end
 
@@ -416,7 +422,19 @@ function Shared:_call(bytes)
     self.wake:post(1)
   end
   local o = self.opts
-  local ok = slot.sema:wait(o.timeout_ms / 1000)
+  local timeout = o.timeout_ms / 1000
+  local first = timeout < SHARED_START_S and timeout or SHARED_START_S
+  local ok = slot.sema:wait(first)
+  if not ok and not self.loop_started then
+    -- The timer never ran: nginx drops one that fires past
+    -- lua_max_running_timers and only logs it. The caller connects itself.
+    slot.abandoned = true
+    self.running = false
+    local err = redis_error("network", "the shared Redis connection's timer did not run (lua_max_running_timers?)")
+    err.no_shared = true
+    return nil, err
+  end
+  if not ok then ok = slot.sema:wait(timeout - first) end
   if not ok then
     slot.abandoned = true
     return nil, redis_error("timeout", format("redis %s:%d: no answer within %d ms", o.host, o.port, o.timeout_ms))
@@ -437,7 +455,8 @@ Shared.script = script
 --- redis.shared(opts) -> this worker's shared connection for these options,
 -- or nil where there is none (outside nginx, or without ngx.semaphore): the
 -- caller connects per request then. It has command() and script(); close()
--- is a no-op (the connection outlives requests).
+-- is a no-op (the connection outlives requests). An error with no_shared set
+-- means nginx gave it no timer: connect() and send the command yourself.
 function M.shared(opts)
   if not ngx or not ngx.timer or ngx.worker.exiting() then return nil end
   local self = shared_by_opts[opts]

@@ -69,15 +69,17 @@ end
 function Sink:store(body, sig, received_at)
   -- The worker's shared connection batches the deliveries in flight; a
   -- connection of the request's own where there is none.
+  local keys = { self.seen_prefix .. sig, self.stream }
+  local args = { self.dedupe_ttl, self.maxlen, body, sig, received_at, M.api_of(body) }
   local conn = redis.shared(self.redis)
-  if not conn then
-    local err
+  local id, err
+  if conn then id, err = conn:script(M.STORE, keys, args) end
+  if not conn or (id == nil and err.no_shared) then
     conn, err = redis.connect(self.redis)
     if not conn then return nil, err end
+    id, err = conn:script(M.STORE, keys, args)
+    conn:close()
   end
-  local id, err = conn:script(M.STORE, { self.seen_prefix .. sig, self.stream },
-    { self.dedupe_ttl, self.maxlen, body, sig, received_at, M.api_of(body) })
-  conn:close()
   if id == nil then return nil, err end
   if id == redis.null then return "duplicate" end
   return "stored", id
