@@ -216,6 +216,18 @@ describe("redis client", function()
         ngx.say(cjson.encode(out))
       }
     }
+    location = /shared_dies {
+      content_by_lua_block {
+        local redis = require "account_activity.redis"
+        local cjson = require "cjson"
+        local sh = redis.shared { port = %d, timeout_ms = 300, db = 3 }
+        -- not an encoded command: the loop raises on it
+        local r, err = sh:_call({})
+        local out = { first = r == nil and err.kind }
+        out.after = sh:command { "PING" }
+        ngx.say(cjson.encode(out))
+      }
+    }
     location = /shared_big {
       content_by_lua_block {
         local redis = require "account_activity.redis"
@@ -238,7 +250,8 @@ describe("redis client", function()
       }
     }
   }
-]]):format(ports[1], srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port)
+]]):format(ports[1], srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port, srv.port,
+  srv.port)
       end }
       assert(server, err)
       session = core.session { timeout = 10 }
@@ -294,6 +307,13 @@ describe("redis client", function()
       assert(c:command { "CONFIG", "SET", "requirepass", "" })
       c:close()
       assert(ok, perr)
+    end)
+
+    it("recovers when the shared connection's loop dies: the next command gets a new one", function()
+      local res = assert(session:request { method = "GET", url = server.url .. "/shared_dies" })
+      assert.are.equal(200, res.status, server:error_log())
+      assert.are.same({ first = "timeout", after = { ok = "PONG" } }, cjson.decode(res.body))
+      assert.matches("the shared connection's loop failed", server:error_log(), 1, true)
     end)
 
     it("keeps one send of the shared connection near 1 MB: four 400 KB commands queued together go in two", function()

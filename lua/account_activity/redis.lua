@@ -369,8 +369,7 @@ local function send_batch(self, conn, batch)
 end
 
 -- The timer's loop: one batch in flight at a time.
-local function shared_loop(premature, self)
-  self.loop_started = true
+local function run_shared(premature, self)
   local conn, idle = nil, 0
   while true do
     if #self.queue == 0 then
@@ -391,6 +390,19 @@ local function shared_loop(premature, self)
   if conn then conn:close() end
   -- Anything queued while the loop was ending gets a loop of its own.
   if #self.queue > 0 then self:_start() end
+end
+
+local function shared_loop(premature, self)
+  self.loop_started = true
+  local ok, err = pcall(run_shared, premature, self)
+  if ok then return end
+  -- A loop that died must not leave the worker waiting on it: what is queued
+  -- fails now (a batch in flight times out), and the next command starts anew.
+  self.running = false
+  local q = self.queue
+  self.queue = {}
+  fail_slots(q, redis_error("network", "the shared Redis connection failed: " .. tostring(err)))
+  ngx.log(ngx.ERR, "account_activity.redis: the shared connection's loop failed: ", tostring(err))
 end
 
 function Shared:_start()
