@@ -58,10 +58,12 @@ local function check_opts(opts, fname)
   if o.password ~= nil and type(o.password) ~= "string" then
     error(format("bad argument 'password' to '%s' (string expected, got %s)", fname, type(o.password)), 3)
   end
-  -- Pooled and shared connections are found by a name; a connection that
-  -- authenticated with one password must never serve another, so the name
-  -- carries a digest of it (never the password).
-  o.auth_tag = o.password and sub(core.base64url_encode(core.sha256(o.password)), 1, 22) or ""
+  -- Pooled and shared connections are found by name, worked out once here.
+  -- A connection that ran SELECT and AUTH must never serve another database
+  -- or password, so the name carries both (a digest, never the password).
+  local auth_tag = o.password and sub(core.base64url_encode(core.sha256(o.password)), 1, 22) or ""
+  o.pool = format("aa-redis:%s:%d:%d:%s", o.host, o.port, o.db, auth_tag)
+  o.shared_key = o.pool .. ":" .. o.timeout_ms -- the shared loop's reads take this deadline
   return setmetatable(o, CHECKED)
 end
 
@@ -210,11 +212,15 @@ local function roundtrip(self, bytes, count, as_list)
   return out
 end
 
-function NConn:command(argv)
-  local r, err = roundtrip(self, redis_format(argv), 1, false)
+-- A command's reply as command() gives it: an error reply is nil, err.
+local function command_reply(r, err)
   if r == nil then return nil, err end
   if type(r) == "table" and r.err then return nil, redis_error("redis", r.err) end
   return r
+end
+
+function NConn:command(argv)
+  return command_reply(roundtrip(self, redis_format(argv), 1, false))
 end
 
 function NConn:pipeline(cmds)
@@ -253,9 +259,7 @@ end
 local function ngx_connect(o)
   local sock = ngx.socket.tcp()
   sock:settimeouts(o.timeout_ms, o.timeout_ms, o.timeout_ms)
-  -- One pool per server, database and password: a pooled connection has run SELECT and AUTH.
-  local ok, err = sock:connect(o.host, o.port, { pool = format("aa-redis:%s:%d:%d:%s", o.host, o.port, o.db,
-    o.auth_tag) })
+  local ok, err = sock:connect(o.host, o.port, { pool = o.pool })
   if not ok then
     return nil, redis_error(err == "timeout" and "timeout" or "network",
       format("redis %s:%d: cannot connect: %s", o.host, o.port, tostring(err)))
@@ -306,13 +310,6 @@ local SHARED_IDLE_S, SHARED_TICK_S = 10, 0.2
 local SHARED_START_S = 0.05
 
 local shared_by_key = {}
--- A table redis.options() checked (a sink's; never changed after) finds its
--- connection without building the key on every delivery.
-local shared_by_opts = setmetatable({}, { __mode = "k" })
-
-local function shared_key(o)
-  return format("%s:%d:%d:%s:%d", o.host, o.port, o.db, o.auth_tag, o.timeout_ms)
-end
 
 local function fail_slots(slots, err)
   for i = 1, #slots do
@@ -420,11 +417,22 @@ function Shared:_start()
 end
 
 local semaphore_new
+-- A slot's semaphore goes back here once its wait ended with the post (its
+-- count is 0 again); one whose wait timed out may still get a late post.
+local free_semas = {}
+
+local function take_sema()
+  local n = #free_semas
+  if n == 0 then return semaphore_new() end
+  local sema = free_semas[n]
+  free_semas[n] = nil
+  return sema
+end
 
 -- Sends one encoded command through the worker's connection; the reply, or
 -- nil, err (a timeout after timeout_ms: the command may still have run).
 function Shared:_call(bytes)
-  local slot = { bytes = bytes, sema = semaphore_new(), reply = nil, err = nil }
+  local slot = { bytes = bytes, sema = take_sema(), reply = nil, err = nil }
   local q = self.queue
   q[#q + 1] = slot
   if not self.running then
@@ -451,15 +459,13 @@ function Shared:_call(bytes)
     slot.abandoned = true
     return nil, redis_error("timeout", format("redis %s:%d: no answer within %d ms", o.host, o.port, o.timeout_ms))
   end
+  free_semas[#free_semas + 1] = slot.sema
   if slot.err then return nil, slot.err end
   return slot.reply
 end
 
 function Shared:command(argv)
-  local r, err = self:_call(redis_format(argv))
-  if r == nil then return nil, err end
-  if type(r) == "table" and r.err then return nil, redis_error("redis", r.err) end
-  return r
+  return command_reply(self:_call(redis_format(argv)))
 end
 
 Shared.script = script
@@ -471,15 +477,9 @@ Shared.script = script
 -- means nginx gave it no timer: connect() and send the command yourself.
 function M.shared(opts)
   if not ngx or not ngx.timer or ngx.worker.exiting() then return nil end
-  local self = shared_by_opts[opts]
-  if self then return self end
   local o = check_opts(opts, "shared")
-  local key = shared_key(o)
-  self = shared_by_key[key]
-  if self then
-    if o == opts then shared_by_opts[opts] = self end
-    return self
-  end
+  local self = shared_by_key[o.shared_key]
+  if self then return self end
   if semaphore_new == nil then
     local ok, sema = pcall(require, "ngx.semaphore")
     semaphore_new = ok and sema.new or false
@@ -487,8 +487,7 @@ function M.shared(opts)
   if not semaphore_new then return nil end
   self = setmetatable({ opts = o, queue = {}, running = false, waiting = false, wake = semaphore_new(),
     batches = 0, sent = 0 }, Shared)
-  shared_by_key[key] = self
-  if o == opts then shared_by_opts[opts] = self end
+  shared_by_key[o.shared_key] = self
   return self
 end
 

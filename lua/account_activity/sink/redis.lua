@@ -4,10 +4,11 @@
 --   serve { consumer_secret = s, sink = { redis = { host, port, password, db, timeout_ms },
 --           stream = "aa:events", maxlen = 1000000, dedupe_ttl = 3600 } }
 --
--- One round trip per delivery (batched with the worker's others): a script that sets the de-duplication key
--- (the signature: a retry or a replay of the same bytes signs the same) with
--- SET NX EX and, when it was new, XADDs the raw body with its metadata. The
--- body is not decoded here; the consumer parses it.
+-- One round trip per delivery (batched with the worker's others): a script
+-- that sets the de-duplication key (the signature: a retry or a replay of
+-- the same bytes signs the same) with SET NX EX and, when it was new, XADDs
+-- the raw body with its metadata. The body is not decoded here; the
+-- consumer parses it.
 local redis = require "account_activity.redis"
 
 local type, error, format, sub = type, error, string.format, string.sub
