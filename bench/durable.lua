@@ -66,6 +66,7 @@ end
 
 local srv = assert(redis_helper.start())
 local results = {}
+local peer_pids = {} -- killed however the run ends
 local ok_run, run_err = pcall(function()
   local server = assert(nginx_process.start { workers = 1, main = "worker_cpu_affinity 10;", log_level = "error",
     http = function(ports)
@@ -100,12 +101,13 @@ local ok_run, run_err = pcall(function()
       :format(here, js, nport, args, log))
     local npid = tonumber(np:read("*l"))
     np:close()
+    peer_pids[#peer_pids + 1] = npid
     local deadline = core.now() + 10
     while core.now() < deadline and not sh("cat " .. log):find("listening") do core.sleep(0.05) end
-    return "http://127.0.0.1:" .. nport .. "/", npid
+    return "http://127.0.0.1:" .. nport .. "/"
   end
-  local node_url, node_pid = node_peer("redis_sink.js", SECRET .. " " .. srv.port)
-  local plain_url, plain_pid = node_peer("plain.js", SECRET)
+  local node_url = node_peer("redis_sink.js", SECRET .. " " .. srv.port)
+  local plain_url = node_peer("plain.js", SECRET)
   -- Rounds interleave the four, and each keeps its best round: a neighbour's
   -- burst on this shared machine then costs one round, not one side.
   local targets = {
@@ -125,7 +127,6 @@ local ok_run, run_err = pcall(function()
     end
   end
   server:stop()
-  os.execute("kill " .. node_pid .. " " .. plain_pid)
 
   io.stderr:write("consumer\n")
   local r = aa.router()
@@ -150,6 +151,7 @@ local ok_run, run_err = pcall(function()
     consumer:close()
   end
 end)
+if #peer_pids > 0 then os.execute("kill " .. table.concat(peer_pids, " ") .. " 2>/dev/null") end
 srv:stop()
 sh("rm -rf " .. tmp)
 if not ok_run then error(run_err) end
